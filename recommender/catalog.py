@@ -1,0 +1,433 @@
+"""Catalog storage: stories (one per canonical URL), their URL aliases and curated links.
+
+SQLite in WAL mode. Every write happens in a transaction that holds whole files only, so a
+process killed at any moment leaves a catalog that opens, passes `check`, and never holds an
+article without its links; the `files` table records each imported file's content hash in
+the same transaction, which is what lets a rerun skip finished work and finish the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .frontmatter import Article, Item
+from .urls import InvalidURL, canonical_url
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stories (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL,
+    urls TEXT NOT NULL DEFAULT '{}',
+    title TEXT NOT NULL,
+    excerpt TEXT NOT NULL DEFAULT '',
+    published TEXT,
+    provider_name TEXT,
+    provider_domain TEXT,
+    topics TEXT NOT NULL DEFAULT '[]',
+    image TEXT,
+    quality INTEGER,
+    heat INTEGER,
+    type TEXT,
+    has_file INTEGER NOT NULL DEFAULT 0,
+    file_rank TEXT,
+    changed_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    key TEXT PRIMARY KEY,
+    story_id INTEGER NOT NULL REFERENCES stories(id)
+);
+CREATE INDEX IF NOT EXISTS aliases_story ON aliases(story_id);
+CREATE TABLE IF NOT EXISTS links (
+    source_id INTEGER NOT NULL REFERENCES stories(id),
+    target_id INTEGER NOT NULL REFERENCES stories(id),
+    position INTEGER NOT NULL,
+    PRIMARY KEY (source_id, target_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_target ON links(target_id);
+CREATE TABLE IF NOT EXISTS files (
+    sha256 TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    story_id INTEGER REFERENCES stories(id),
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+STORY_COLUMNS = (
+    "id, key, url, urls, title, excerpt, published, provider_name, provider_domain, topics, "
+    "image, quality, heat, type, has_file, file_rank, changed_seq"
+)
+
+
+class CatalogError(RuntimeError):
+    """The catalog cannot be opened or used (wrong file, newer schema, corruption)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """A story as the catalog holds it; what the service returns and the trainer reads."""
+
+    id: int
+    key: str
+    url: str
+    urls: dict[str, str]
+    title: str
+    excerpt: str
+    published: str | None
+    provider_name: str | None
+    provider_domain: str | None
+    topics: list[str]
+    image: str | None
+    quality: int | None
+    heat: int | None
+    type: str | None
+    has_file: bool
+    file_rank: str | None
+    changed_seq: int
+
+    @classmethod
+    def from_row(cls, row: tuple) -> Story:
+        (id_, key, url, urls, title, excerpt, published, pname, pdomain, topics, image,
+         quality, heat, type_, has_file, file_rank, changed_seq) = row
+        return cls(id_, key, url, json.loads(urls), title, excerpt, published, pname, pdomain,
+                   json.loads(topics), image, quality, heat, type_, bool(has_file), file_rank,
+                   changed_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole catalog as parallel arrays, in story-id order: what training consumes."""
+
+    ids: np.ndarray  # int64, sorted
+    keys: list[str]
+    titles: list[str]
+    excerpts: list[str]
+    published: np.ndarray  # float64 epoch seconds, NaN when unknown
+    published_text: list[str | None]
+    providers: list[str | None]
+    topics: list[list[str]]
+    has_file: np.ndarray  # bool
+    link_src: np.ndarray  # int64 row indices (not ids) into the arrays above
+    link_dst: np.ndarray
+    link_pos: np.ndarray
+    max_seq: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row_of(self, story_id: int) -> int:
+        i = int(np.searchsorted(self.ids, story_id))
+        if i >= len(self.ids) or self.ids[i] != story_id:
+            raise KeyError(story_id)
+        return i
+
+
+@dataclass(slots=True)
+class ImportCounts:
+    imported: int = 0  # files whose article was new to the catalog as an article
+    updated: int = 0  # files that replaced an older version of their article
+    unchanged: int = 0  # files already imported, or older than the version the catalog holds
+    skipped: int = 0  # bad files
+
+
+def _rank(item: Item, seq: int) -> str:
+    """Sort key for 'newest file wins': publishedDateTime, then import order."""
+    return f"{item.published or ''}|{seq:012d}"
+
+
+class Catalog:
+    """A SQLite catalog file. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = str(path)
+        if not readonly:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        elif not Path(self.path).exists():
+            raise CatalogError(f"no catalog at {self.path} (run `recommender import` first)")
+        uri = f"file:{Path(self.path).resolve()}{'?mode=ro' if readonly else ''}"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self.db.executescript(SCHEMA)
+                self._check_schema_version()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"{self.path}: not a usable catalog ({exc})") from None
+
+    def _check_schema_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is None:
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                            (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise CatalogError(f"{self.path}: schema {row[0]} is newer than this program's")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; rolled back on any exception, so writes are all-or-none."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- import ---------------------------------------------------------------------------
+
+    def known_hashes(self, hashes: Iterable[str]) -> set[str]:
+        hashes = list(hashes)
+        found: set[str] = set()
+        for i in range(0, len(hashes), 500):
+            chunk = hashes[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT sha256 FROM files WHERE sha256 IN ({marks})", chunk))
+        return found
+
+    def add_files(self, batch: list[tuple[Article, str]], counts: ImportCounts) -> None:
+        """Import parsed files (article, content sha256) in one transaction."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
+            seq = int(row[0]) if row else 0
+            for article, digest in batch:
+                if db.execute("SELECT 1 FROM files WHERE sha256 = ?", (digest,)).fetchone():
+                    counts.unchanged += 1
+                    continue
+                seq += 1
+                story_id, outcome = self._add_article(db, article, seq)
+                setattr(counts, outcome, getattr(counts, outcome) + 1)
+                db.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
+                           (digest, article.path, story_id, seq))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(seq),))
+
+    def _add_article(self, db: sqlite3.Connection, article: Article, seq: int) -> tuple[int, str]:
+        item = article.item
+        rank = _rank(item, seq)
+        self._resolve(db, item, seq, prefer=item.key)
+        for rel in article.related:
+            self._resolve(db, rel, seq, prefer=rel.key)
+        # Resolving related items may merge stories (an item named by two stories' URLs),
+        # so ids are looked up again once all are in place.
+        story_id = self._id_of(db, item.key)
+        targets = [self._id_of(db, rel.key) for rel in article.related]
+        has_file, file_rank = db.execute(
+            "SELECT has_file, file_rank FROM stories WHERE id = ?", (story_id,)).fetchone()
+        if has_file and file_rank >= rank:
+            # An older version of an article we hold newer: its related items are stories
+            # all the same (so the story set does not depend on import order), its list is not.
+            return story_id, "unchanged"
+        # Own-file fields win over anything seen in related lists; the newest file wins overall.
+        clash = db.execute("SELECT id FROM stories WHERE key = ? AND id != ?",
+                           (item.key, story_id)).fetchone()
+        key = item.key if clash is None else None
+        db.execute(
+            "UPDATE stories SET key = COALESCE(?, key), url = ?, urls = ?, title = ?, "
+            "excerpt = ?, published = ?, provider_name = ?, provider_domain = ?, topics = ?, "
+            "image = ?, quality = ?, heat = ?, type = ?, has_file = 1, file_rank = ?, "
+            "changed_seq = ? WHERE id = ?",
+            (key, _display_url(item), json.dumps(item.urls, sort_keys=True), item.title,
+             item.excerpt, item.published, item.provider_name, item.provider_domain,
+             json.dumps(item.topics), item.image, item.quality, item.heat, item.type, rank,
+             seq, story_id))
+        db.execute("DELETE FROM links WHERE source_id = ?", (story_id,))
+        rows = []
+        seen = {story_id}
+        for position, target in enumerate(targets):
+            if target not in seen:  # first mention keeps its position; no self-links
+                seen.add(target)
+                rows.append((story_id, target, position))
+        db.executemany("INSERT INTO links VALUES (?, ?, ?)", rows)
+        return story_id, ("updated" if has_file else "imported")
+
+    def _resolve(self, db: sqlite3.Connection, item: Item, seq: int, prefer: str) -> int:
+        """The story for `item` (by any of its URLs), created or gap-filled as needed."""
+        keys = sorted(item.keys())
+        marks = ",".join("?" * len(keys))
+        found = sorted({r[0] for r in db.execute(
+            f"SELECT story_id FROM aliases WHERE key IN ({marks})", keys)})
+        if not found:
+            cur = db.execute(
+                "INSERT INTO stories (key, url, urls, title, excerpt, published, provider_name,"
+                " provider_domain, topics, image, quality, heat, type, changed_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (prefer, _display_url(item), json.dumps(item.urls, sort_keys=True), item.title,
+                 item.excerpt, item.published, item.provider_name, item.provider_domain,
+                 json.dumps(item.topics), item.image, item.quality, item.heat, item.type, seq))
+            story_id = cur.lastrowid
+        else:
+            story_id = found[0]
+            for other in found[1:]:
+                story_id = self._merge(db, story_id, other, seq)
+            # Fields seen only in related lists fill gaps; they never overwrite.
+            db.execute(
+                "UPDATE stories SET excerpt = CASE WHEN excerpt = '' THEN ? ELSE excerpt END,"
+                " published = COALESCE(published, ?), provider_name = COALESCE(provider_name, ?),"
+                " provider_domain = COALESCE(provider_domain, ?), image = COALESCE(image, ?),"
+                " quality = COALESCE(quality, ?), type = COALESCE(type, ?)"
+                " WHERE id = ? AND has_file = 0",
+                (item.excerpt, item.published, item.provider_name, item.provider_domain,
+                 item.image, item.quality, item.type, story_id))
+        db.executemany("INSERT OR IGNORE INTO aliases VALUES (?, ?)",
+                       [(k, story_id) for k in keys])
+        return story_id
+
+    @staticmethod
+    def _id_of(db: sqlite3.Connection, key: str) -> int:
+        return db.execute("SELECT story_id FROM aliases WHERE key = ?", (key,)).fetchone()[0]
+
+    def _merge(self, db: sqlite3.Connection, a: int, b: int, seq: int) -> int:
+        """Two stories turned out to be one (an article's URLs named both): keep one."""
+        ranks = {sid: db.execute("SELECT has_file, COALESCE(file_rank, '') FROM stories"
+                                 " WHERE id = ?", (sid,)).fetchone() for sid in (a, b)}
+        keep, drop = (a, b) if ranks[a] >= ranks[b] else (b, a)
+        db.execute("UPDATE aliases SET story_id = ? WHERE story_id = ?", (keep, drop))
+        db.execute("UPDATE files SET story_id = ? WHERE story_id = ?", (keep, drop))
+        db.execute("UPDATE OR IGNORE links SET target_id = ? WHERE target_id = ?", (keep, drop))
+        db.execute("DELETE FROM links WHERE target_id = ? OR source_id = ?", (drop, drop))
+        db.execute("DELETE FROM links WHERE source_id = target_id")
+        db.execute("DELETE FROM stories WHERE id = ?", (drop,))
+        db.execute("UPDATE stories SET changed_seq = ? WHERE id = ?", (seq, keep))
+        return keep
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def story_id_for(self, url: str) -> int | None:
+        """The story any URL variant names, or None when the catalog does not know it."""
+        try:
+            key = canonical_url(url)
+        except InvalidURL:
+            return None
+        row = self.db.execute("SELECT story_id FROM aliases WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def stories(self, ids: Iterable[int]) -> dict[int, Story]:
+        ids = list(ids)
+        out: dict[int, Story] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                    f"SELECT {STORY_COLUMNS} FROM stories WHERE id IN ({marks})", chunk):
+                out[row[0]] = Story.from_row(row)
+        return out
+
+    def story(self, story_id: int) -> Story | None:
+        return self.stories([story_id]).get(story_id)
+
+    def curated(self, story_id: int) -> list[int]:
+        """The story's curated related list, in the editor's order."""
+        return [r[0] for r in self.db.execute(
+            "SELECT target_id FROM links WHERE source_id = ? ORDER BY position", (story_id,))]
+
+    def max_seq(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def snapshot(self) -> Snapshot:
+        """Everything training needs, read in one consistent transaction."""
+        self.db.execute("BEGIN")
+        try:
+            rows = self.db.execute(
+                "SELECT id, key, title, excerpt, published, provider_name, topics, has_file"
+                " FROM stories ORDER BY id").fetchall()
+            links = self.db.execute(
+                "SELECT source_id, target_id, position FROM links ORDER BY source_id, position"
+            ).fetchall()
+            max_seq = self.max_seq()
+        finally:
+            self.db.execute("COMMIT")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        published_text = [r[4] for r in rows]
+        published = np.array(
+            [np.datetime64(p[:-1], "s").astype(np.int64) if p else np.nan
+             for p in published_text], dtype=np.float64)
+        link_arr = np.array(links, dtype=np.int64).reshape(-1, 3)
+        return Snapshot(
+            ids=ids,
+            keys=[r[1] for r in rows],
+            titles=[r[2] for r in rows],
+            excerpts=[r[3] for r in rows],
+            published=published,
+            published_text=published_text,
+            providers=[r[5] for r in rows],
+            topics=[json.loads(r[6]) for r in rows],
+            has_file=np.array([bool(r[7]) for r in rows], dtype=bool),
+            link_src=np.searchsorted(ids, link_arr[:, 0]),
+            link_dst=np.searchsorted(ids, link_arr[:, 1]),
+            link_pos=link_arr[:, 2],
+            max_seq=max_seq,
+        )
+
+    def stats(self) -> dict:
+        q = self.db.execute
+        lo, hi = q("SELECT MIN(published), MAX(published) FROM stories").fetchone()
+        return {
+            "stories": q("SELECT COUNT(*) FROM stories").fetchone()[0],
+            "stories_with_file": q("SELECT COUNT(*) FROM stories WHERE has_file").fetchone()[0],
+            "curated_lists": q("SELECT COUNT(DISTINCT source_id) FROM links").fetchone()[0],
+            "links": q("SELECT COUNT(*) FROM links").fetchone()[0],
+            "providers": q("SELECT COUNT(DISTINCT provider_name) FROM stories").fetchone()[0],
+            "aliases": q("SELECT COUNT(*) FROM aliases").fetchone()[0],
+            "files": q("SELECT COUNT(*) FROM files").fetchone()[0],
+            "published_from": lo,
+            "published_to": hi,
+        }
+
+    def check(self) -> list[str]:
+        """Integrity problems, one sentence each; empty when the catalog is sound."""
+        q = self.db.execute
+        problems = [f"sqlite: {r[0]}" for r in q("PRAGMA integrity_check") if r[0] != "ok"]
+        if problems:
+            return problems
+        checks = [
+            ("SELECT COUNT(*) FROM links l LEFT JOIN stories s ON s.id = l.source_id"
+             " WHERE s.id IS NULL", "links whose source story does not exist"),
+            ("SELECT COUNT(*) FROM links l LEFT JOIN stories s ON s.id = l.target_id"
+             " WHERE s.id IS NULL", "links whose target story does not exist"),
+            ("SELECT COUNT(*) FROM aliases a LEFT JOIN stories s ON s.id = a.story_id"
+             " WHERE s.id IS NULL", "URL aliases pointing at no story"),
+            ("SELECT COUNT(*) FROM stories s LEFT JOIN aliases a ON a.key = s.key"
+             " WHERE a.story_id IS NULL OR a.story_id != s.id",
+             "stories whose own URL does not resolve to them"),
+            ("SELECT COUNT(*) FROM links s LEFT JOIN stories t ON t.id = s.source_id"
+             " WHERE t.has_file = 0", "curated lists on stories without their own file"),
+            ("SELECT COUNT(*) FROM files f LEFT JOIN stories s ON s.id = f.story_id"
+             " WHERE s.id IS NULL", "imported files whose story does not exist"),
+        ]
+        for sql, what in checks:
+            n = q(sql).fetchone()[0]
+            if n:
+                problems.append(f"{n} {what}")
+        return problems
+
+
+def _display_url(item: Item) -> str:
+    for name in ("webUrl", "originalUrl", "ampWebUrl", "cdnAmpWebUrl"):
+        if name in item.urls:
+            return item.urls[name]
+    return "https://" + item.key
