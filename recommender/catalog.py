@@ -119,6 +119,8 @@ class Snapshot:
     providers: list[str | None]
     topics: list[list[str]]
     has_file: np.ndarray  # bool
+    quality: np.ndarray  # float64, NaN when unknown
+    heat: np.ndarray  # float64, NaN when unknown
     link_src: np.ndarray  # int64 row indices (not ids) into the arrays above
     link_dst: np.ndarray
     link_pos: np.ndarray
@@ -353,8 +355,8 @@ class Catalog:
         self.db.execute("BEGIN")
         try:
             rows = self.db.execute(
-                "SELECT id, key, title, excerpt, published, provider_name, topics, has_file"
-                " FROM stories ORDER BY id").fetchall()
+                "SELECT id, key, title, excerpt, published, provider_name, topics, has_file,"
+                " quality, heat FROM stories ORDER BY id").fetchall()
             links = self.db.execute(
                 "SELECT source_id, target_id, position FROM links ORDER BY source_id, position"
             ).fetchall()
@@ -377,6 +379,8 @@ class Catalog:
             providers=[r[5] for r in rows],
             topics=[json.loads(r[6]) for r in rows],
             has_file=np.array([bool(r[7]) for r in rows], dtype=bool),
+            quality=np.array([np.nan if r[8] is None else r[8] for r in rows], dtype=float),
+            heat=np.array([np.nan if r[9] is None else r[9] for r in rows], dtype=float),
             link_src=np.searchsorted(ids, link_arr[:, 0]),
             link_dst=np.searchsorted(ids, link_arr[:, 1]),
             link_pos=link_arr[:, 2],

@@ -11,8 +11,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__, settings
+from .artifact import ArtifactError
 from .catalog import Catalog, CatalogError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -65,6 +67,62 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _models_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", metavar="DIR",
+                   help="models directory (env RECOMMENDER_MODELS; default models)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    progress = not args.quiet and sys.stderr.isatty()
+    with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
+        manifest = train(catalog, settings.models_dir(args.models), progress=progress)
+    counts, training = manifest["counts"], manifest["training"]
+    print(f"model {manifest['version']}: {counts['stories']} stories, "
+          f"{counts['curated_lists']} curated lists, {counts['links']} links; "
+          f"fit {training['fit_seconds']} s, precompute {training['precompute_seconds']} s; "
+          f"now current in {settings.models_dir(args.models)}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from .recommend import Filters, NotFound, Recommender, related_view
+
+    rec = Recommender(settings.catalog_location(args.catalog), settings.models_dir(args.models))
+    try:
+        answer = rec.by_url(args.url, Filters(k=args.k, dedupe=not args.no_dedupe))
+    except (NotFound, ValueError) as exc:
+        _err(f"error: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps({"article": answer.article, "model": answer.model,
+                          "related": [related_view(r) for r in answer.related]}, indent=2))
+        return 0
+    print(f"{answer.article['title']}  ({answer.article['url']})")
+    for i, r in enumerate(answer.related, 1):
+        s = r.story
+        print(f"{i:>3}. {r.score:.3f}  {(s.published or '')[:10]:<10}  "
+              f"{(s.provider_name or '-')[:24]:<24}  {s.title}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+    from .report import plot_recall, summary_table, write_report
+
+    progress = not args.quiet and sys.stderr.isatty()
+    with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
+        report = evaluate(catalog.snapshot(), args.test_fraction, progress=progress)
+    print(summary_table(report))
+    write_report(report, settings.instance_dir() / "evaluation")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.plot:
+        plot_recall(report, args.plot)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recommender",
@@ -93,6 +151,42 @@ def build_parser() -> argparse.ArgumentParser:
                        "exist, URL aliases that resolve. Exit 1 with the reasons when not sound.")
     _catalog_flag(p)
     p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("train", help="train a model on the catalog and make it current",
+                       description="Fit TF-IDF features and the link ranker on the catalog, "
+                       "precompute the top 100 related stories of every story, and publish the "
+                       "result as a new version under the models directory (switched "
+                       "atomically; the last 3 versions are kept).")
+    _catalog_flag(p)
+    _models_flag(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("recommend", help="related stories for a story's URL",
+                       description="Print the ranked related stories for any URL variant of a "
+                       "catalog story (web, original, AMP, AMP cache, with tracking tags).")
+    p.add_argument("url", metavar="URL")
+    p.add_argument("-k", type=int, default=10, choices=range(1, 101), metavar="K",
+                   help="how many (1..100, default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-dedupe", action="store_true",
+                   help="keep syndicated copies (same title from several providers)")
+    _catalog_flag(p)
+    _models_flag(p)
+    p.set_defaults(handler=cmd_recommend)
+
+    p = sub.add_parser("evaluate", help="recall against the curated lists, vs a TF-IDF baseline",
+                       description="Hold out the newest curated lists as cold test queries, "
+                       "train from scratch without them (and without any link to them), and "
+                       "report recall@5/10/20, MRR and nDCG@10 for the model and a plain TF-IDF "
+                       "baseline. Never touches models/current.")
+    p.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
+                   help="share of queries held out, newest first (default 0.2)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot recall@k, k = 1..50")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _catalog_flag(p)
+    p.set_defaults(handler=cmd_evaluate)
     return parser
 
 
@@ -101,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except CatalogError as exc:
+    except (CatalogError, ArtifactError) as exc:
         _err(f"error: {exc}")
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,218 @@
+"""Versioned model artifacts: write, verify, publish atomically, load, prune.
+
+Layout: `models/<version>/` holds `model.joblib` (the fitted RelatedModel), the precomputed
+top-100 neighbours as .npy arrays (memory-mappable), and `manifest.json` with the sha256 of
+every file. `models/current` is a relative symlink to the active version. A version is written
+under a temporary name, fsynced, verified, renamed into place, and only then is `current`
+swapped with an atomic rename, so a train killed at any point leaves the live model untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from .model import RelatedModel
+
+MANIFEST = "manifest.json"
+CURRENT = "current"
+KEEP_VERSIONS = 3
+FORMAT = 1
+
+
+class ArtifactError(RuntimeError):
+    """A model version that is missing, incomplete or fails verification."""
+
+
+@dataclass
+class Artifact:
+    """A loaded, verified model version."""
+
+    path: Path
+    manifest: dict
+    model: RelatedModel
+    ids: np.ndarray  # story id per model row, sorted
+    top_rows: np.ndarray  # (rows, K) int32 model rows, -1 pads
+    top_scores: np.ndarray  # (rows, K) float32
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    def row_of(self, story_id: int) -> int | None:
+        i = int(np.searchsorted(self.ids, story_id))
+        return i if i < len(self.ids) and self.ids[i] == story_id else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _lock(models_dir: Path) -> Iterator[None]:
+    """One publisher at a time per models directory (trains may run side by side)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with open(models_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _new_version(models_dir: Path) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    version, n = stamp, 1
+    while (models_dir / version).exists():
+        n += 1
+        version = f"{stamp}-{n}"
+    return version
+
+
+def publish(models_dir: Path, model: RelatedModel, top_rows: np.ndarray,
+            top_scores: np.ndarray, info: dict) -> dict:
+    """Write a new version, verify it, make it current, prune old versions; → manifest."""
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(models_dir)
+    tmp = models_dir / f".tmp-{os.getpid()}-{dt.datetime.now(dt.UTC):%H%M%S%f}"
+    tmp.mkdir()
+    try:
+        files = {
+            "model.joblib": lambda p: joblib.dump(model, p, compress=0),
+            "ids.npy": lambda p: np.save(p, model.ids_),
+            "top_rows.npy": lambda p: np.save(p, top_rows.astype(np.int32)),
+            "top_scores.npy": lambda p: np.save(p, top_scores.astype(np.float32)),
+        }
+        sums = {}
+        for name, write in files.items():
+            write(tmp / name)
+            _fsync(tmp / name)
+            sums[name] = _sha256(tmp / name)
+        with _lock(models_dir):
+            version = _new_version(models_dir)
+            manifest = {
+                "format": FORMAT,
+                "version": version,
+                "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                **info,
+                "params": {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in model.get_params().items()},
+                "files": sums,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            _fsync(tmp / MANIFEST)
+            final = models_dir / version
+            os.rename(tmp, final)
+            _fsync(models_dir)
+            load(models_dir, version)  # verify what landed before anyone can be pointed at it
+            link = models_dir / f".{CURRENT}-{os.getpid()}"
+            link.unlink(missing_ok=True)
+            os.symlink(version, link)
+            os.replace(link, models_dir / CURRENT)
+            _fsync(models_dir)
+            prune(models_dir)
+        return manifest
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_abandoned(models_dir: Path) -> None:
+    """Temporary directories of trains that died (their process is gone)."""
+    for path in models_dir.glob(".tmp-*"):
+        pid = path.name.split("-")[1]
+        alive = pid.isdigit() and Path(f"/proc/{pid}").exists() and int(pid) != os.getpid()
+        if not alive:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def versions(models_dir: Path) -> list[str]:
+    """Complete versions (those with a manifest), oldest first."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir()
+                  if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+                  and (p / MANIFEST).exists())
+
+
+def current_version(models_dir: Path) -> str | None:
+    link = Path(models_dir) / CURRENT
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def prune(models_dir: Path, keep: int = KEEP_VERSIONS) -> list[str]:
+    """Delete all but the newest `keep` versions; the current one is never deleted."""
+    current = current_version(models_dir)
+    doomed = [v for v in versions(models_dir)[:-keep] if v != current]
+    for v in doomed:
+        shutil.rmtree(Path(models_dir) / v, ignore_errors=True)
+    return doomed
+
+
+def read_manifest(models_dir: Path, version: str | None = None) -> dict:
+    path = Path(models_dir) / (version or CURRENT) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        if version is None and current_version(models_dir) is None:
+            raise ArtifactError(f"no trained model in {models_dir} (run `recommender train`)")\
+                from None
+        raise ArtifactError(f"{path.parent}: incomplete model version (no manifest)") from None
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: manifest is not valid JSON ({exc})") from None
+
+
+def verify(path: Path, manifest: dict) -> None:
+    """Refuse a version any of whose files is missing or differs from its checksum."""
+    for name, want in manifest.get("files", {}).items():
+        file = path / name
+        if not file.exists():
+            raise ArtifactError(f"{path.name}: {name} is missing")
+        if _sha256(file) != want:
+            raise ArtifactError(f"{path.name}: {name} fails its checksum (tampered or damaged)")
+    if not manifest.get("files"):
+        raise ArtifactError(f"{path.name}: manifest lists no files")
+
+
+def load(models_dir: Path, version: str | None = None, *, mmap: bool = True) -> Artifact:
+    """Load and verify a version (default: current). Arrays are memory-mapped when `mmap`."""
+    models_dir = Path(models_dir)
+    name = version or current_version(models_dir)
+    if name is None:
+        raise ArtifactError(f"no trained model in {models_dir} (run `recommender train`)")
+    path = models_dir / name
+    manifest = read_manifest(models_dir, name)
+    verify(path, manifest)
+    mode = "r" if mmap else None
+    try:
+        model = joblib.load(path / "model.joblib")
+        arrays = {n: np.load(path / f"{n}.npy", mmap_mode=mode)
+                  for n in ("ids", "top_rows", "top_scores")}
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad artifact
+        raise ArtifactError(f"{name}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+    return Artifact(path=path, manifest=manifest, model=model, **arrays)

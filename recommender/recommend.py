@@ -1,0 +1,233 @@
+"""Where a request is answered: related stories for a catalog URL or for a new article.
+
+Both shells (the CLI's `recommend`, the HTTP API) call `Recommender`. For a story the model
+was trained with, the answer is the precomputed top-100, filtered; for a story imported
+since, or an article the catalog does not hold, the model scores it on the fly. The current
+model version is re-checked on every request (a readlink), so a retrain is picked up without
+a restart; a version that fails verification is refused and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import artifact
+from .artifact import Artifact, ArtifactError
+from .candidates import DAY
+from .catalog import Catalog, Story
+from .frontmatter import iso_utc
+from .urls import InvalidURL, canonical_url
+
+log = logging.getLogger(__name__)
+MAX_K = 100
+
+
+class NotFound(LookupError):
+    """The catalog holds no story for the URL."""
+
+
+@dataclass
+class Filters:
+    k: int = 10
+    since: str | None = None  # ISO date or datetime, inclusive
+    until: str | None = None
+    exclude: tuple[str, ...] = ()  # URLs (any variant)
+    provider: str | None = None  # provider name or domain, case-insensitive
+    dedupe: bool = True
+
+
+@dataclass
+class Related:
+    story: Story
+    score: float
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Answer:
+    article: dict
+    related: list[Related]
+    model: str
+
+
+def _days(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return float(np.datetime64(iso.rstrip("Z"), "s").astype(np.int64)) / DAY
+
+
+def _title_key(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
+
+
+class Recommender:
+    """Answers requests from one catalog and one models directory; safe to share by threads."""
+
+    def __init__(self, catalog_location: str, models_dir: Path) -> None:
+        self.catalog_location = catalog_location
+        self.models_dir = Path(models_dir)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._artifact: Artifact | None = None
+        self._refused: str | None = None
+        self.refresh()
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """One read-only connection per thread (sqlite3 connections are not thread-safe)."""
+        cat = getattr(self._local, "catalog", None)
+        if cat is None:
+            cat = self._local.catalog = Catalog(self.catalog_location, readonly=True)
+        return cat
+
+    @property
+    def artifact(self) -> Artifact:
+        self.refresh()
+        if self._artifact is None:
+            raise ArtifactError(f"no usable model in {self.models_dir} (run `recommender train`)")
+        return self._artifact
+
+    def refresh(self) -> None:
+        """Load `current` if it names a version other than the one serving."""
+        name = artifact.current_version(self.models_dir)
+        live = self._artifact.version if self._artifact else None
+        if name is None or name == live or name == self._refused:
+            return
+        with self._lock:
+            if self._artifact is not None and self._artifact.version == name:
+                return
+            try:
+                loaded = artifact.load(self.models_dir, name)
+            except ArtifactError as exc:
+                self._refused = name
+                log.error("refusing model %s: %s (still serving %s)", name, exc, live)
+                return
+            self._artifact, self._refused = loaded, None
+            log.info("serving model %s", name)
+
+    # -- answers --------------------------------------------------------------------------
+
+    def by_url(self, url: str, filters: Filters) -> Answer:
+        try:
+            canonical_url(url)
+        except InvalidURL as exc:
+            raise ValueError(f"url: {exc}") from None
+        story_id = self.catalog.story_id_for(url)
+        if story_id is None:
+            raise NotFound(f"no story in the catalog for {url}")
+        story = self.catalog.story(story_id)
+        art = self.artifact
+        row = art.row_of(story_id)
+        model = art.model
+        if row is not None:
+            rows = np.asarray(art.top_rows[row])
+            scores = np.asarray(art.top_scores[row])
+            query_vec = model.index_.full[row]
+        else:  # imported after the last train: score it as a new article
+            ranking = model.rank_new(story.title, story.excerpt, _days(story.published),
+                                     story.provider_name, story.topics, k=MAX_K)
+            rows, scores = ranking.rows[0], ranking.scores[0]
+            query_vec = model.text_.transform([story.title], [story.excerpt])[0]
+        curated = set(self.catalog.curated(story_id))
+        related = self._select(art, rows, scores, filters, query_vec, story, curated,
+                               skip={story_id})
+        return Answer(article=story_view(story), related=related, model=art.version)
+
+    def for_article(self, title: str, excerpt: str, published: str | None, url: str | None,
+                    filters: Filters) -> Answer:
+        art = self.artifact
+        model = art.model
+        published_iso = iso_utc(published) if published else None
+        ranking = model.rank_new(title, excerpt, _days(published_iso), None, (), k=MAX_K)
+        skip = set()
+        if url:
+            known = self.catalog.story_id_for(url)
+            if known is not None:
+                skip.add(known)
+        query_vec = model.text_.transform([title], [excerpt])[0]
+        related = self._select(art, ranking.rows[0], ranking.scores[0], filters, query_vec,
+                               None, set(), skip=skip)
+        article = {"url": url, "title": title, "excerpt": excerpt,
+                   "publishedDateTime": published_iso}
+        return Answer(article=article, related=related, model=art.version)
+
+    def _select(self, art: Artifact, rows: np.ndarray, scores: np.ndarray, f: Filters,
+                query_vec, query: Story | None, curated: set[int],
+                skip: set[int]) -> list[Related]:
+        valid = rows >= 0
+        rows, scores = rows[valid], scores[valid]
+        ids = [int(art.model.ids_[r]) for r in rows]
+        stories = self.catalog.stories(ids)
+        excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
+        since = iso_utc(f.since, "since") if f.since else None
+        until = iso_utc(f.until, "until") if f.until else None
+        if until and len(f.until or "") <= 10:  # a bare date means the whole day
+            until = until[:10] + "T23:59:59Z"
+        provider = (f.provider or "").lower()
+        seen_titles: set[str] = set()
+        out: list[Related] = []
+        for row, sid, score in zip(rows, ids, scores, strict=True):
+            story = stories.get(sid)
+            if story is None or sid in skip or sid in excluded:
+                continue
+            if since and (not story.published or story.published < since):
+                continue
+            if until and (not story.published or story.published > until):
+                continue
+            if provider and provider not in ((story.provider_name or "").lower(),
+                                             (story.provider_domain or "").lower()):
+                continue
+            if f.dedupe:
+                key = _title_key(story.title)
+                if key in seen_titles:
+                    continue
+                seen_titles.add(key)
+            out.append(Related(story, float(score),
+                               self._reasons(art, query_vec, int(row), query, story, curated)))
+            if len(out) >= f.k:
+                break
+        return out
+
+    @staticmethod
+    def _reasons(art: Artifact, query_vec, row: int, query: Story | None, story: Story,
+                 curated: set[int]) -> list[str]:
+        reasons = []
+        terms = art.model.text_.shared_terms(query_vec, art.model.index_.full[row])
+        if terms:
+            reasons.append("shared terms: " + ", ".join(terms))
+        if story.id in curated:
+            reasons.append("in the editors' curated list")
+        if query is not None:
+            a, b = _days(query.published), _days(story.published)
+            if a is not None and b is not None:
+                gap = round(abs(a - b))
+                reasons.append("published the same day" if gap == 0 else
+                               f"published {gap} day{'s' if gap != 1 else ''} apart")
+            if query.topics and set(query.topics) & set(story.topics):
+                reasons.append("same topic: " + ", ".join(sorted(set(query.topics)
+                                                                 & set(story.topics))))
+        return reasons
+
+
+def story_view(story: Story) -> dict:
+    """A story as the API and the CLI show it."""
+    return {
+        "url": story.url,
+        "title": story.title,
+        "excerpt": story.excerpt,
+        "provider": story.provider_name,
+        "publishedDateTime": story.published,
+        "image": story.image,
+    }
+
+
+def related_view(item: Related) -> dict:
+    return {**story_view(item.story), "score": round(item.score, 6), "reasons": item.reasons}

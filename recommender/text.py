@@ -1,0 +1,60 @@
+"""Text features: TF-IDF over titles and excerpts, fitted on the whole catalog.
+
+Two spaces: title+excerpt with word uni- and bigrams (the title counted twice, since
+headlines carry most of a story's identity), and titles alone (which is what tells syndicated
+copies and follow-ups apart from stories that merely share a subject).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+
+def story_text(title: str, excerpt: str, title_weight: int = 2) -> str:
+    return " ".join([title + "."] * title_weight + [excerpt])
+
+
+class TextFeatures(TransformerMixin, BaseEstimator):
+    """L2-normalised TF-IDF rows for (titles, excerpts): `transform` → (full, title) matrices."""
+
+    def __init__(self, ngram_range: tuple[int, int] = (1, 2), min_df: int = 1,
+                 max_df: float = 0.5, title_weight: int = 2, max_features: int | None = 500_000):
+        self.ngram_range = ngram_range
+        self.min_df = min_df
+        self.max_df = max_df
+        self.title_weight = title_weight
+        self.max_features = max_features
+
+    def _docs(self, titles: Sequence[str], excerpts: Sequence[str]) -> list[str]:
+        return [story_text(t, e, self.title_weight) for t, e in zip(titles, excerpts, strict=True)]
+
+    def fit(self, titles: Sequence[str], excerpts: Sequence[str]) -> TextFeatures:
+        max_df = self.max_df if len(titles) >= 50 else 1.0  # tiny catalogs: keep every term
+        self.full_ = TfidfVectorizer(
+            sublinear_tf=True, ngram_range=self.ngram_range, stop_words="english",
+            min_df=self.min_df, max_df=max_df, max_features=self.max_features,
+            dtype=np.float32).fit(self._docs(titles, excerpts))
+        self.title_ = TfidfVectorizer(
+            sublinear_tf=True, stop_words="english", min_df=1, max_df=max_df,
+            dtype=np.float32).fit(titles)
+        return self
+
+    def transform(self, titles: Sequence[str],
+                  excerpts: Sequence[str]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        full = self.full_.transform(self._docs(titles, excerpts)).tocsr()
+        title = self.title_.transform(titles).tocsr()
+        return full, title
+
+    def shared_terms(self, a: sp.csr_matrix, b: sp.csr_matrix, n: int = 3) -> list[str]:
+        """The terms that contribute most to the cosine of two full-space rows."""
+        prod = a.multiply(b).tocsr()
+        if prod.nnz == 0:
+            return []
+        order = np.argsort(-prod.data, kind="stable")[:n]
+        names = self.full_.get_feature_names_out()
+        return [str(names[prod.indices[i]]) for i in order]
