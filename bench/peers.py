@@ -27,8 +27,14 @@ import numpy as np
 
 from recommender import settings
 from recommender.catalog import Catalog, Snapshot
-from recommender.evaluation import (DEPTH, Split, _clean, make_split, rank_by_similarity,
-                                    tfidf_baseline)
+from recommender.evaluation import (
+    DEPTH,
+    Split,
+    _clean,
+    make_split,
+    rank_by_similarity,
+    tfidf_baseline,
+)
 from recommender.metrics import summarize
 from recommender.model import RelatedModel
 

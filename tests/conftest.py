@@ -39,3 +39,39 @@ def run_cli(*args: str, catalog: Path | None = None, env: dict | None = None,
         full_env["RECOMMENDER_CATALOG"] = str(catalog)
     return subprocess.run([sys.executable, "-m", "recommender", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def synthetic_catalog(tmp_path_factory) -> Path:
+    """A 1,500-story synthetic catalog (clusters, syndication, curated lists), imported once."""
+    import synthetic
+
+    from recommender.catalog import Catalog
+    from recommender.importer import import_paths
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    corpus = synthetic.generate(1500, seed=7)
+    synthetic.write_files(corpus, folder / "files", broken_fraction=0, seed=7)
+    path = folder / "catalog.sqlite3"
+    with Catalog(path) as catalog:
+        import_paths(catalog, [folder / "files"], on_error=lambda p, r: None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_snapshot(synthetic_catalog):
+    from recommender.catalog import Catalog
+
+    with Catalog(synthetic_catalog, readonly=True) as catalog:
+        return catalog.snapshot()
+
+
+@pytest.fixture(scope="session")
+def seeds_catalog(tmp_path_factory) -> Path:
+    from recommender.catalog import Catalog
+    from recommender.importer import import_paths
+
+    path = tmp_path_factory.mktemp("seeds") / "catalog.sqlite3"
+    with Catalog(path) as catalog:
+        import_paths(catalog, [SEEDS], on_error=lambda p, r: None)
+    return path

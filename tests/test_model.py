@@ -1,0 +1,170 @@
+"""The learned model on real data shapes: protocol, determinism, cold start, artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+from recommender import artifact
+from recommender.artifact import ArtifactError
+from recommender.catalog import Catalog
+from recommender.evaluation import evaluate, make_split
+from recommender.model import RelatedModel
+from recommender.training import train
+
+SMALL = {"max_iter": 60}  # fewer trees: same code paths, quicker tests
+
+
+def test_split_takes_the_newest_queries_and_makes_them_cold(synthetic_snapshot):
+    snap = synthetic_snapshot
+    split = make_split(snap, 0.2)
+    queries = np.unique(snap.link_src)
+    assert split.n_queries == len(queries)
+    assert len(split.test_rows) == round(len(queries) * 0.2)
+    newest_train = max((snap.published_text[q], snap.keys[q])
+                       for q in set(queries) - set(split.test_rows))
+    oldest_test = min((snap.published_text[q], snap.keys[q]) for q in split.test_rows)
+    assert newest_train <= oldest_test
+    test = set(split.test_rows.tolist())
+    assert not test & set(split.view.link_src.tolist())
+    assert not test & set(split.view.link_dst.tolist())
+
+
+def test_trained_model_never_saw_a_test_link(synthetic_snapshot):
+    split = make_split(synthetic_snapshot, 0.2)
+    model = RelatedModel(**SMALL).fit(split.view)
+    graph = model.index_.graph.tocoo()
+    test = split.test_rows
+    assert not np.isin(graph.row, test).any(), "a test query's own list was used"
+    assert not np.isin(graph.col, test).any(), "a link pointing to a test query was used"
+
+
+def test_evaluation_beats_the_baseline_and_is_deterministic(synthetic_snapshot):
+    first = evaluate(synthetic_snapshot, 0.2, params=SMALL)
+    second = evaluate(synthetic_snapshot, 0.2, params=SMALL)
+    assert first["model"] == second["model"] and first["baseline"] == second["baseline"]
+    assert first["queries"] == second["queries"]
+    # Curated lists here are time-local clusters: learning from them must beat plain cosine.
+    assert first["model"]["recall@10"] > first["baseline"]["recall@10"]
+    assert first["model"]["ndcg@10"] > first["baseline"]["ndcg@10"]
+    assert first["counts"]["test_queries"] == len(first["queries"])
+
+
+def test_cold_article_with_no_links_gets_its_cluster(synthetic_snapshot):
+    import synthetic
+
+    corpus = synthetic.generate(1500, seed=7)  # the generator behind the fixture catalog
+    model = RelatedModel(**SMALL).fit(synthetic_snapshot)
+    # A new article about an existing cluster's event, published the same week.
+    target = int(np.flatnonzero(corpus.has_file)[100])
+    days = float(corpus.dates[target].astype("datetime64[s]").astype(np.int64)) / 86400
+    ranking = model.rank_new(corpus.titles[target], corpus.excerpts[target], days, k=10)
+    key_to_cluster = {f"{corpus.url(i).split('://www.')[1]}": corpus.cluster[i]
+                      for i in range(len(corpus.titles))}
+    got = [key_to_cluster[synthetic_snapshot.keys[r]] for r in ranking.rows[0] if r >= 0]
+    assert len(got) == 10
+    assert sum(c == corpus.cluster[target] for c in got) >= 6
+
+
+def test_artifact_round_trip_tamper_and_prune(synthetic_catalog, tmp_path):
+    models = tmp_path / "models"
+    with Catalog(synthetic_catalog, readonly=True) as catalog:
+        manifest = train(catalog, models, params=SMALL)
+    loaded = artifact.load(models)
+    assert loaded.version == manifest["version"] == artifact.current_version(models)
+    assert loaded.top_rows.shape == (manifest["counts"]["stories"], 100)
+    for name, digest in manifest["files"].items():
+        assert len(digest) == 64 and (models / loaded.version / name).exists()
+    again = RelatedModel(**SMALL).fit(Catalog(synthetic_catalog, readonly=True).snapshot())
+    ranking = again.rank_rows(np.arange(20), k=100)
+    assert np.array_equal(ranking.rows, loaded.top_rows[:20])  # deterministic training
+    assert np.array_equal(ranking.scores, loaded.top_scores[:20])
+
+    with open(models / loaded.version / "top_scores.npy", "r+b") as f:
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\x00\x00\x80\x7f")
+    with pytest.raises(ArtifactError, match="top_scores.npy fails its checksum"):
+        artifact.load(models)
+
+    for _ in range(3):
+        with Catalog(synthetic_catalog, readonly=True) as catalog:
+            train(catalog, models, params=SMALL)
+    assert len(artifact.versions(models)) == 3
+    assert loaded.version not in artifact.versions(models)
+
+
+def test_sigkill_during_train_leaves_current_serving(synthetic_catalog, tmp_path):
+    models = tmp_path / "models"
+    with Catalog(synthetic_catalog, readonly=True) as catalog:
+        before = train(catalog, models, params=SMALL)["version"]
+    env = {**os.environ, "RECOMMENDER_CATALOG": str(synthetic_catalog),
+           "RECOMMENDER_MODELS": str(models)}
+    for delay in (0.5, 2.0, 4.0):  # early, while fitting, while precomputing
+        proc = subprocess.Popen([sys.executable, "-m", "recommender", "train", "-q"], env=env,
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert artifact.current_version(models) == before
+        assert artifact.load(models).version == before
+    # The next train cleans up what the killed ones left and publishes normally.
+    with Catalog(synthetic_catalog, readonly=True) as catalog:
+        after = train(catalog, models, params=SMALL)["version"]
+    assert after != before and not list(models.glob(".tmp-*"))
+
+
+def test_recommend_cli_same_list_for_web_and_amp_urls(seeds_catalog, tmp_path):
+    env = {"RECOMMENDER_MODELS": str(tmp_path / "models")}
+    trained = run_cli("train", "-q", catalog=seeds_catalog, env=env)
+    assert trained.returncode == 0, trained.stderr
+    web = ("https://www.foxnews.com/us/new-facial-recognition-app-promises-to-solve-crimes-"
+           "critics-say-its-the-end-of-privacy")
+    amp = ("https://www-foxnews-com.cdn.ampproject.org/c/s/www.foxnews.com/us/new-facial-"
+           "recognition-app-promises-to-solve-crimes-critics-say-its-the-end-of-privacy.amp")
+    a = run_cli("recommend", web, "--json", catalog=seeds_catalog, env=env)
+    b = run_cli("recommend", amp, "--json", catalog=seeds_catalog, env=env)
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout
+    answer = json.loads(a.stdout)
+    assert answer["article"]["url"] == web and 1 <= len(answer["related"]) <= 10
+    assert all(r["url"] != web for r in answer["related"])
+    missing = run_cli("recommend", "https://nowhere.example/x", catalog=seeds_catalog, env=env)
+    assert missing.returncode == 1 and "no story in the catalog" in missing.stderr
+    untrained = run_cli("recommend", web, catalog=seeds_catalog,
+                        env={"RECOMMENDER_MODELS": str(tmp_path / "empty")})
+    assert untrained.returncode == 1 and "recommender train" in untrained.stderr
+
+
+def test_evaluate_cli_writes_json_plot_and_page_report(seeds_catalog, tmp_path):
+    env = {"RECOMMENDER_INSTANCE": str(tmp_path / "instance"),
+           "RECOMMENDER_MODELS": str(tmp_path / "models")}
+    out = run_cli("evaluate", "--json", str(tmp_path / "out.json"), "--plot",
+                  str(tmp_path / "out.png"), catalog=seeds_catalog, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "recall@10" in out.stdout and "baseline" in out.stdout
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["counts"]["test_queries"] == 1  # round(5 × 0.2)
+    assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "instance" / "evaluation" / "report.json").exists()
+    assert not (tmp_path / "models").exists()  # evaluation never touches the models
+
+
+def test_corrupt_current_is_refused_by_the_cli(seeds_catalog, tmp_path):
+    models = tmp_path / "models"
+    with Catalog(seeds_catalog, readonly=True) as catalog:
+        version = train(catalog, models, params=SMALL)["version"]
+    (models / version / "model.joblib").write_bytes(b"not a model")
+    result = run_cli("recommend", "https://www.foxnews.com/x", catalog=seeds_catalog,
+                     env={"RECOMMENDER_MODELS": str(models)})
+    assert result.returncode == 1
+    assert "model.joblib fails its checksum" in result.stderr
+    shutil.rmtree(models)
