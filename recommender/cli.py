@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -123,6 +124,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.server import serve
+
+    if args.catalog:
+        os.environ["RECOMMENDER_CATALOG"] = args.catalog
+    if args.models:
+        os.environ["RECOMMENDER_MODELS"] = args.models
+    serve(args.host, args.port, args.workers, args.threads)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recommender",
@@ -187,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _catalog_flag(p)
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="run the HTTP service (gunicorn)",
+                       description="Serve the JSON API (/v1/related, /v1/model, /healthz, "
+                       "/readyz, /openapi.json) under gunicorn. Workers pick up a new "
+                       "`recommender train` without a restart.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    _catalog_flag(p)
+    _models_flag(p)
+    p.set_defaults(handler=cmd_serve)
     return parser
 
 

@@ -155,8 +155,8 @@ class Recommender:
         query_vec = model.text_.transform([title], [excerpt])[0]
         related = self._select(art, ranking.rows[0], ranking.scores[0], filters, query_vec,
                                None, set(), skip=skip)
-        article = {"url": url, "title": title, "excerpt": excerpt,
-                   "publishedDateTime": published_iso}
+        article = {"url": url, "title": title, "excerpt": excerpt, "provider": None,
+                   "publishedDateTime": published_iso, "image": None}
         return Answer(article=article, related=related, model=art.version)
 
     def _select(self, art: Artifact, rows: np.ndarray, scores: np.ndarray, f: Filters,

@@ -56,5 +56,17 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         if prod.nnz == 0:
             return []
         order = np.argsort(-prod.data, kind="stable")[:n]
-        names = self.full_.get_feature_names_out()
+        names = self._terms()
         return [str(names[prod.indices[i]]) for i in order]
+
+    def _terms(self) -> np.ndarray:
+        """Column → term, built on first use per process (a request must not rebuild it)."""
+        terms = self.__dict__.get("_terms_cache")
+        if terms is None:
+            terms = self.__dict__["_terms_cache"] = self.full_.get_feature_names_out()
+        return terms
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_terms_cache", None)  # derived; not worth its size in the artifact
+        return state

@@ -75,3 +75,36 @@ def seeds_catalog(tmp_path_factory) -> Path:
     with Catalog(path) as catalog:
         import_paths(catalog, [SEEDS], on_error=lambda p, r: None)
     return path
+
+
+@pytest.fixture(scope="session")
+def seeds_models(seeds_catalog, tmp_path_factory) -> Path:
+    """A model trained on the shipped seeds (a small, fast, real artifact)."""
+    from recommender.catalog import Catalog
+    from recommender.training import train
+
+    models = tmp_path_factory.mktemp("seeds-models")
+    with Catalog(seeds_catalog, readonly=True) as catalog:
+        train(catalog, models, params={"max_iter": 60})
+    return models
+
+
+@pytest.fixture
+def app(seeds_catalog, seeds_models, tmp_path):
+    from service import create_app
+
+    return create_app({"TESTING": True, "CATALOG": str(seeds_catalog),
+                       "MODELS": str(seeds_models)})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,75 @@
+"""The HTTP service: a Flask application factory over the same core as the CLI.
+
+Configuration comes from the environment (RECOMMENDER_CATALOG, RECOMMENDER_MODELS,
+RECOMMENDER_INSTANCE) or from the mapping given to `create_app`, as in Flask's tutorial.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from recommender import settings
+
+MAX_BODY = 64 * 1024
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(settings.instance_dir().resolve()))
+    app.config.from_mapping(
+        CATALOG=settings.catalog_location(),
+        MODELS=str(settings.models_dir()),
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        JSON_SORT_KEYS=False,
+    )
+    if config:
+        app.config.from_mapping(config)
+    app.json.sort_keys = False
+
+    from . import api, health, openapi
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
+    _install_errors(app)
+    _install_request_log(app)
+    return app
+
+
+def _install_errors(app: Flask) -> None:
+    """Every error is JSON naming the problem: never an HTML page, never a stack trace."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"request body too large (the limit is {MAX_BODY // 1024} KiB)"
+        elif exc.code == 404 and request.blueprint is None:
+            message = f"no such endpoint: {request.path}"
+        elif exc.code == 405:
+            message = f"method {request.method} not allowed on {request.path}"
+        return jsonify(error=exc.name.lower().replace(" ", "_"), message=message), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify(error="internal_error", message="internal error; see the server log"), 500
+
+
+def _install_request_log(app: Flask) -> None:
+    log = logging.getLogger("service.requests")
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response):
+        ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info('%s "%s %s" %s %.1fms', request.remote_addr, request.method,
+                 request.full_path.rstrip("?"), response.status_code, ms)
+        return response

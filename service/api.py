@@ -1,0 +1,121 @@
+"""The JSON API: related stories by URL (GET) or for a new article (POST), and the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, request
+from werkzeug.datastructures import MultiDict
+
+from recommender.artifact import ArtifactError
+from recommender.catalog import CatalogError
+from recommender.frontmatter import BadFile, iso_utc
+from recommender.recommend import Answer, Filters, NotFound, related_view
+
+from .core import recommender
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+KNOWN_QUERY = {"url", "k", "since", "until", "exclude", "provider", "dedupe"}
+
+
+def _bad(message: str):
+    response = jsonify(error="bad_request", message=message)
+    response.status_code = 400
+    abort(response)
+
+
+def _filters(args: MultiDict) -> Filters:
+    unknown = sorted(set(args) - KNOWN_QUERY)
+    if unknown:
+        _bad(f"unknown parameter: {unknown[0]}")
+    raw_k = args.get("k", "10")
+    if not raw_k.isdigit() or not 1 <= int(raw_k) <= 100:
+        _bad("k must be an integer from 1 to 100")
+    for name in ("since", "until"):
+        value = args.get(name)
+        if value is not None:
+            try:
+                iso_utc(value, name)
+            except BadFile as exc:
+                _bad(f"{name}: {exc}")
+    dedupe = args.get("dedupe", "true").lower()
+    if dedupe not in ("true", "false", "1", "0"):
+        _bad("dedupe must be true or false")
+    return Filters(k=int(raw_k), since=args.get("since"), until=args.get("until"),
+                   exclude=tuple(args.getlist("exclude")), provider=args.get("provider"),
+                   dedupe=dedupe in ("true", "1"))
+
+
+def _answer(answer: Answer):
+    return jsonify(article=answer.article,
+                   related=[related_view(r) for r in answer.related],
+                   model=answer.model)
+
+
+def _unavailable(exc: Exception):
+    response = jsonify(error="unavailable", message=str(exc))
+    response.status_code = 503
+    return response
+
+
+@bp.get("/related")
+def related_by_url():
+    url = request.args.get("url")
+    if url is None or not url.strip():
+        _bad("missing parameter: url")
+    filters = _filters(request.args)
+    try:
+        return _answer(recommender().by_url(url, filters))
+    except NotFound as exc:
+        return jsonify(error="not_found", message=str(exc)), 404
+    except ValueError as exc:
+        _bad(str(exc))
+    except (ArtifactError, CatalogError) as exc:
+        return _unavailable(exc)
+
+
+def _text_field(body: dict, name: str, required: bool = False) -> str | None:
+    value: Any = body.get(name)
+    if value is None:
+        if required:
+            _bad(f"missing field: {name}")
+        return None
+    if not isinstance(value, str):
+        _bad(f"field {name} must be a string")
+    if required and not value.strip():
+        _bad(f"field {name} must not be empty")
+    return value
+
+
+@bp.post("/related")
+def related_for_article():
+    if not request.is_json:
+        response = jsonify(error="unsupported_media_type",
+                           message="send the article as JSON (Content-Type: application/json)")
+        response.status_code = 415
+        return response
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        _bad("body must be a JSON object with at least a title")
+    title = _text_field(body, "title", required=True)
+    excerpt = _text_field(body, "excerpt") or ""
+    published = _text_field(body, "publishedDateTime")
+    url = _text_field(body, "url")
+    if published:
+        try:
+            iso_utc(published)
+        except BadFile as exc:
+            _bad(str(exc))
+    filters = _filters(request.args)
+    try:
+        return _answer(recommender().for_article(title, excerpt, published, url, filters))
+    except (ArtifactError, CatalogError) as exc:
+        return _unavailable(exc)
+
+
+@bp.get("/model")
+def model():
+    try:
+        return jsonify(recommender().artifact.manifest)
+    except (ArtifactError, CatalogError) as exc:
+        return _unavailable(exc)

@@ -1,0 +1,30 @@
+"""Liveness and readiness, for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from recommender.artifact import ArtifactError
+from recommender.catalog import CatalogError
+
+from .core import recommender
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Alive: the process answers. Says nothing about the model or the catalog."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready: a verified model is loaded and the catalog opens."""
+    try:
+        rec = recommender()
+        version = rec.artifact.version
+        stories = rec.catalog.db.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
+    except (ArtifactError, CatalogError) as exc:
+        return jsonify(status="unavailable", message=str(exc)), 503
+    return jsonify(status="ready", model=version, stories=stories)

@@ -1,0 +1,132 @@
+"""The OpenAPI 3.1 description of every endpoint, parameter, response and error."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from recommender import __version__
+
+bp = Blueprint("openapi", __name__)
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _query(name: str, description: str, schema: dict, required: bool = False,
+           explode: bool | None = None) -> dict:
+    p = {"name": name, "in": "query", "required": required, "description": description,
+         "schema": schema}
+    if explode is not None:
+        p["style"], p["explode"] = "form", explode
+    return p
+
+
+FILTERS = [
+    _query("k", "How many related stories (default 10).",
+           {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}),
+    _query("since", "Only stories published on or after this ISO 8601 date or time.",
+           {"type": "string", "format": "date-time"}),
+    _query("until", "Only stories published on or before this ISO 8601 date or time "
+           "(a bare date includes the whole day).", {"type": "string", "format": "date-time"}),
+    _query("exclude", "A URL (any variant) to leave out; repeat for several.",
+           {"type": "array", "items": {"type": "string"}}, explode=True),
+    _query("provider", "Only stories from this provider (name or domain, any case).",
+           {"type": "string"}),
+    _query("dedupe", "Collapse syndicated copies (same title from several providers).",
+           {"type": "boolean", "default": True}),
+]
+
+RELATED_RESPONSES = {
+    "200": {"description": "Ranked related stories, best first.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}}},
+    "400": _error("A parameter or field is missing or malformed; the message names it."),
+    "503": _error("No verified model is loaded, or the catalog cannot be read."),
+}
+
+STORY = {
+    "type": "object",
+    "required": ["url", "title", "excerpt", "provider", "publishedDateTime", "image"],
+    "properties": {
+        "url": {"type": ["string", "null"]},
+        "title": {"type": "string"},
+        "excerpt": {"type": "string"},
+        "provider": {"type": ["string", "null"]},
+        "publishedDateTime": {"type": ["string", "null"]},
+        "image": {"type": ["string", "null"]},
+    },
+}
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {"title": "Related stories", "version": __version__,
+             "description": "Ranked related stories for any article: one in the catalog, asked "
+                            "for by any of its URLs, or a new one sent as title and excerpt."},
+    "paths": {
+        "/v1/related": {
+            "get": {
+                "operationId": "relatedByUrl",
+                "summary": "Related stories for a catalog story, by any URL variant.",
+                "parameters": [_query("url", "The story's URL: web, original, AMP, AMP cache, "
+                                      "tracking tags and all.", {"type": "string"},
+                                      required=True), *FILTERS],
+                "responses": {**RELATED_RESPONSES,
+                              "404": _error("The catalog holds no story for the URL.")},
+            },
+            "post": {
+                "operationId": "relatedForArticle",
+                "summary": "Related stories for an article the catalog does not hold.",
+                "parameters": FILTERS,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/NewArticle"}}}},
+                "responses": {**RELATED_RESPONSES,
+                              "413": _error("The body is over 64 KiB."),
+                              "415": _error("The body is not JSON.")},
+            },
+        },
+        "/v1/model": {"get": {
+            "operationId": "model", "summary": "The manifest of the model being served.",
+            "responses": {"200": {"description": "The manifest.", "content": {
+                "application/json": {"schema": {"type": "object",
+                                                "required": ["version", "created", "files"]}}}},
+                "503": _error("No verified model is loaded.")}}},
+        "/healthz": {"get": {
+            "operationId": "healthz", "summary": "Alive.",
+            "responses": {"200": {"description": "The process answers.", "content": {
+                "application/json": {"schema": {"type": "object", "required": ["status"]}}}}}}},
+        "/readyz": {"get": {
+            "operationId": "readyz", "summary": "Ready: model and catalog loaded.",
+            "responses": {"200": {"description": "Ready.", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["status", "model", "stories"]}}}},
+                "503": _error("Not ready; the message says why.")}}},
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document.",
+            "responses": {"200": {"description": "OpenAPI 3.1.",
+                                  "content": {"application/json": {
+                                      "schema": {"type": "object"}}}}}}},
+    },
+    "components": {"schemas": {
+        "Error": {"type": "object", "required": ["error", "message"],
+                  "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+        "Story": STORY,
+        "Related": {"allOf": [{"$ref": "#/components/schemas/Story"}, {
+            "type": "object", "required": ["score", "reasons"],
+            "properties": {"score": {"type": "number"},
+                           "reasons": {"type": "array", "items": {"type": "string"}}}}]},
+        "Answer": {"type": "object", "required": ["article", "related", "model"], "properties": {
+            "article": {"$ref": "#/components/schemas/Story"},
+            "related": {"type": "array", "items": {"$ref": "#/components/schemas/Related"}},
+            "model": {"type": "string"}}},
+        "NewArticle": {"type": "object", "required": ["title"], "properties": {
+            "title": {"type": "string", "minLength": 1},
+            "excerpt": {"type": "string"},
+            "publishedDateTime": {"type": "string", "format": "date-time"},
+            "url": {"type": "string"}}},
+    }},
+}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(SPEC)

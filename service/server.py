@@ -1,0 +1,38 @@
+"""`recommender serve`: the Flask app under gunicorn, configured in code."""
+
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Server(BaseApplication):
+    def __init__(self, options: dict) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from . import create_app
+
+        return create_app()
+
+
+def serve(host: str, port: int, workers: int, threads: int = 4) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
+    _Server({
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",  # threads give keep-alive and overlap SQLite reads
+        "keepalive": 30,
+        "timeout": 60,
+        "graceful_timeout": 10,
+        "accesslog": None,  # the app logs one line per request itself
+        "errorlog": "-",
+        "control_socket_disable": True,  # a fixed path would collide between replicas
+    }).run()

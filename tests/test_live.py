@@ -1,0 +1,154 @@
+"""The service over a real socket: gunicorn workers, imports and retrains while serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, free_port
+from test_service import FOX, FOX_VARIANTS, SEED
+
+from recommender import artifact
+from recommender.catalog import Catalog
+from recommender.importer import import_paths
+from recommender.training import train
+
+SMALL = {"max_iter": 60}
+
+
+def fetch(base: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def live(seeds_catalog, seeds_models, tmp_path):
+    """`recommender serve` with 2 workers on a private copy of the seeds catalog and models."""
+    catalog = tmp_path / "catalog.sqlite3"
+    shutil.copy(seeds_catalog, catalog)
+    models = tmp_path / "models"
+    shutil.copytree(seeds_models, models, symlinks=True)
+    port = free_port()
+    env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog), "RECOMMENDER_MODELS": str(models)}
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - a pipe nobody reads would fill
+    proc = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--port", str(port),
+                             "--workers", "2"], env=env, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if fetch(base, "/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail("server did not become ready: "
+                        + (tmp_path / "serve.log").read_text()[-2000:])
+        time.sleep(0.1)
+    yield base, catalog, models
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_real_socket_get_post_and_variants(live):
+    base, _, _ = live
+    status, body = fetch(base, "/v1/related?k=3&url=" + urllib.request.quote(SEED, safe=""))
+    assert status == 200 and len(body["related"]) == 3
+    want = fetch(base, "/v1/related?url=" + urllib.request.quote(FOX, safe=""))[1]
+    for variant in FOX_VARIANTS:
+        assert fetch(base, "/v1/related?url=" + urllib.request.quote(variant, safe=""))[1] == want
+    status, body = fetch(base, "/v1/related?k=2", {"title": "Facial recognition ban in schools"})
+    assert status == 200 and len(body["related"]) == 2
+    status, body = fetch(base, "/v1/related?url=https%3A%2F%2Fnowhere.example%2Fx")
+    assert status == 404 and "no story" in body["message"]
+
+
+def test_story_imported_after_training_is_served_at_once(live, tmp_path):
+    base, catalog, _ = live
+    new = tmp_path / "new.md"
+    new.write_text('---\ntitle: "Schools weigh a ban on facial recognition cameras"\n'
+                   'excerpt: "Privacy groups ask districts to stop biometric surveillance."\n'
+                   "publishedDateTime: 2020-02-20T09:00:00Z\n"
+                   'webUrl: "https://news.example/schools-facial-recognition"\n---\n')
+    with Catalog(catalog) as cat:
+        import_paths(cat, [new], on_error=lambda p, r: pytest.fail(r))
+    status, body = fetch(base, "/v1/related?url=https%3A%2F%2Fnews.example%2Fschools-facial-"
+                               "recognition%3Futm_source%3Dx")
+    assert status == 200, body
+    assert body["article"]["title"].startswith("Schools weigh")
+    assert body["related"] and any("facial" in r["title"].lower() for r in body["related"])
+
+
+def test_retrain_under_load_switches_version_without_failures(live):
+    base, catalog, models = live
+    before = fetch(base, "/v1/model")[1]["version"]
+    failures: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        path = "/v1/related?k=5&url=" + urllib.request.quote(SEED, safe="")
+        while not stop.is_set():
+            try:
+                status, body = fetch(base, path)
+                if status != 200:
+                    failures.append(f"{status} {body}")
+                else:
+                    seen.add(body["model"])
+            except Exception as exc:  # noqa: BLE001 - any failure counts
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        with Catalog(catalog, readonly=True) as cat:
+            after = train(cat, models, params=SMALL)["version"]
+        deadline = time.monotonic() + 10
+        while after not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures, failures[:5]
+    assert after in seen and before in seen
+    # Every worker now answers with the new version.
+    assert {fetch(base, "/v1/model")[1]["version"] for _ in range(20)} == {after}
+
+
+def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(live):
+    base, _, models = live
+    before = fetch(base, "/v1/model")[1]["version"]
+    bad = "29991231T000000Z"
+    shutil.copytree(models / before, models / bad)
+    (models / bad / "top_rows.npy").write_bytes(b"damaged")
+    link = models / ".switch"
+    os.symlink(bad, link)
+    os.replace(link, models / "current")  # as if someone pointed `current` at it by hand
+    assert artifact.current_version(models) == bad
+    for _ in range(10):
+        status, body = fetch(base, "/v1/related?url=" + urllib.request.quote(SEED, safe=""))
+        assert status == 200 and body["model"] == before
+    assert fetch(base, "/v1/model")[1]["version"] == before
+    assert Path(models / bad).exists()

@@ -1,0 +1,164 @@
+"""The HTTP API through Flask's test client: every endpoint and every error case."""
+
+from __future__ import annotations
+
+import pytest
+
+SEED = ("https://www.biometricupdate.com/202002/privacy-rights-groups-call-for-day-of-action-"
+        "to-ban-facial-recognition-at-all-schools")
+FOX = ("https://www.foxnews.com/us/new-facial-recognition-app-promises-to-solve-crimes-critics-"
+       "say-its-the-end-of-privacy")
+FOX_VARIANTS = [
+    FOX + ".amp",
+    "https://www-foxnews-com.cdn.ampproject.org/c/s/www.foxnews.com/us/new-facial-recognition-"
+    "app-promises-to-solve-crimes-critics-say-its-the-end-of-privacy.amp",
+    FOX + "?utm_source=twitter&utm_medium=social&fbclid=x1",
+    "HTTP://FOXNEWS.COM/us/new-facial-recognition-app-promises-to-solve-crimes-critics-say-its-"
+    "the-end-of-privacy/",
+]
+
+
+def test_related_by_url_shape(client):
+    r = client.get("/v1/related", query_string={"url": SEED, "k": 3})
+    assert r.status_code == 200 and r.is_json
+    body = r.get_json()
+    assert body["article"]["url"] == SEED
+    assert 1 <= len(body["related"]) <= 3
+    for item in body["related"]:
+        assert set(item) == {"url", "title", "excerpt", "provider", "publishedDateTime",
+                             "image", "score", "reasons"}
+        assert item["url"] != SEED and isinstance(item["reasons"], list)
+    scores = [item["score"] for item in body["related"]]
+    assert scores == sorted(scores, reverse=True)
+    assert body["model"]
+
+
+@pytest.mark.parametrize("variant", FOX_VARIANTS)
+def test_every_url_variant_gives_the_same_answer(client, variant):
+    want = client.get("/v1/related", query_string={"url": FOX}).get_json()
+    got = client.get("/v1/related", query_string={"url": variant}).get_json()
+    assert got == want
+
+
+def test_filters(client):
+    full = client.get("/v1/related", query_string={"url": SEED, "k": 100}).get_json()["related"]
+    assert len(full) > 3
+    first = full[0]
+    excluded = client.get("/v1/related", query_string={"url": SEED, "k": 100,
+                                                       "exclude": [first["url"] + "?utm_source=x",
+                                                                   full[1]["url"]]})
+    urls = [x["url"] for x in excluded.get_json()["related"]]
+    assert first["url"] not in urls and full[1]["url"] not in urls
+    day = first["publishedDateTime"][:10]
+    window = client.get("/v1/related", query_string={"url": SEED, "k": 100, "since": day,
+                                                     "until": day}).get_json()["related"]
+    assert window and all(x["publishedDateTime"][:10] == day for x in window)
+    provider = first["provider"]
+    only = client.get("/v1/related", query_string={"url": SEED, "k": 100,
+                                                   "provider": provider.upper()})
+    assert {x["provider"] for x in only.get_json()["related"]} == {provider}
+
+
+def test_syndicated_copies_collapse_unless_asked(client):
+    def titles(dedupe):
+        body = client.get("/v1/related", query_string={"url": SEED, "k": 100, "dedupe": dedupe})
+        return [x["title"].lower() for x in body.get_json()["related"]]
+
+    deduped, everything = titles("true"), titles("false")
+    assert len(deduped) == len(set(deduped))
+    assert len(everything) >= len(deduped)
+
+
+def test_post_new_article(client):
+    r = client.post("/v1/related", json={
+        "title": "Clearview AI facial recognition app faces a class action over privacy",
+        "excerpt": "A lawsuit claims the facial recognition company took biometric data.",
+        "publishedDateTime": "2020-02-15T10:00:00Z"}, query_string={"k": 5})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["article"]["title"].startswith("Clearview") and body["article"]["url"] is None
+    assert len(body["related"]) == 5
+    assert any("facial" in x["title"].lower() for x in body["related"])
+
+
+def test_post_with_a_catalog_url_does_not_return_itself(client):
+    r = client.post("/v1/related", json={"title": "New facial recognition app promises to solve "
+                                         "crimes", "url": FOX + ".amp"}, query_string={"k": 100})
+    assert all(x["url"] != FOX for x in r.get_json()["related"])
+
+
+@pytest.mark.parametrize("query,status,words", [
+    ({}, 400, "missing parameter: url"),
+    ({"url": ""}, 400, "missing parameter: url"),
+    ({"url": "not a url"}, 400, "not a URL"),
+    ({"url": "https://nowhere.example/story"}, 404, "no story in the catalog"),
+    ({"url": SEED, "k": "0"}, 400, "k must be an integer from 1 to 100"),
+    ({"url": SEED, "k": "101"}, 400, "k must be an integer from 1 to 100"),
+    ({"url": SEED, "k": "ten"}, 400, "k must be an integer from 1 to 100"),
+    ({"url": SEED, "since": "last week"}, 400, "since"),
+    ({"url": SEED, "until": "2020-13-45"}, 400, "until"),
+    ({"url": SEED, "dedupe": "maybe"}, 400, "dedupe must be true or false"),
+    ({"url": SEED, "colour": "red"}, 400, "unknown parameter: colour"),
+])
+def test_get_errors_are_json_and_name_the_problem(client, query, status, words):
+    r = client.get("/v1/related", query_string=query)
+    assert r.status_code == status and r.is_json
+    assert words in r.get_json()["message"]
+
+
+@pytest.mark.parametrize("kwargs,status,words", [
+    ({"data": "title=x", "content_type": "application/x-www-form-urlencoded"}, 415, "JSON"),
+    ({"data": "{not json", "content_type": "application/json"}, 400, "JSON object"),
+    ({"json": ["a", "list"]}, 400, "JSON object"),
+    ({"json": {"excerpt": "no title"}}, 400, "missing field: title"),
+    ({"json": {"title": "   "}}, 400, "field title must not be empty"),
+    ({"json": {"title": 42}}, 400, "field title must be a string"),
+    ({"json": {"title": "t", "publishedDateTime": "someday"}}, 400, "not an ISO 8601 date"),
+    ({"json": {"title": "x" * (70 * 1024)}}, 413, "64 KiB"),
+])
+def test_post_errors(client, kwargs, status, words):
+    r = client.post("/v1/related", **kwargs)
+    assert r.status_code == status and r.is_json, r.data[:200]
+    assert words in r.get_json()["message"]
+
+
+def test_unknown_endpoint_and_method_are_json(client):
+    r = client.get("/v2/nothing")
+    assert r.status_code == 404 and r.get_json()["error"] == "not_found"
+    r = client.delete("/v1/related")
+    assert r.status_code == 405 and "DELETE" in r.get_json()["message"]
+
+
+def test_health_ready_model_and_openapi(client, seeds_models):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz").get_json()
+    assert ready["status"] == "ready" and ready["stories"] > 5
+    manifest = client.get("/v1/model").get_json()
+    assert manifest["version"] == ready["model"] and manifest["files"]
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.1")
+    assert set(spec["paths"]) == {"/v1/related", "/v1/model", "/healthz", "/readyz",
+                                  "/openapi.json"}
+
+
+def test_not_ready_without_a_model(seeds_catalog, tmp_path):
+    from service import create_app
+
+    client = create_app({"CATALOG": str(seeds_catalog), "MODELS": str(tmp_path / "none")}
+                        ).test_client()
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/readyz")
+    assert r.status_code == 503 and "recommender train" in r.get_json()["message"]
+    r = client.get("/v1/related", query_string={"url": SEED})
+    assert r.status_code == 503 and r.is_json
+
+
+def test_one_log_line_per_request(client, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="service.requests"):
+        client.get("/healthz")
+        client.get("/v1/related", query_string={"url": "https://nowhere.example/x"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "service.requests"]
+    assert len(lines) == 2
+    assert '"GET /healthz" 200' in lines[0] and " 404 " in lines[1]
