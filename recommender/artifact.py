@@ -19,11 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 import numpy as np
 
-from .model import RelatedModel
+if TYPE_CHECKING:  # importing the model pulls in scikit-learn (and OpenMP); callers decide when
+    from .model import RelatedModel
 
 MANIFEST = "manifest.json"
 CURRENT = "current"

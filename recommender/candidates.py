@@ -65,8 +65,8 @@ class Index:
         return self.full.shape[0]
 
     def batch_size(self) -> int:
-        """Queries per batch so that each dense B×N block stays near 16 MB."""
-        return int(np.clip(4_000_000 // max(len(self), 1), 8, 512))
+        """Queries per batch: sparse B×N search results stay bounded even for common terms."""
+        return int(np.clip(20_000_000 // max(len(self), 1), 16, 512))
 
 
 @dataclass
@@ -115,13 +115,33 @@ def _nearest_in_time(sorted_times: np.ndarray, rows_by_time: np.ndarray, t: np.n
     return np.where(np.isfinite(gaps), rows, -1), gaps
 
 
+def _sparse_top(m: sp.csr_matrix, k: int, score: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the columns of the k largest stored entries (by `score`, default the data);
+    -1 pads rows with fewer. Ties go to the lower column, so results are deterministic."""
+    score = m.data if score is None else score
+    out = np.full((m.shape[0], k), -1, dtype=np.int64)
+    for i in range(m.shape[0]):
+        lo, hi = m.indptr[i], m.indptr[i + 1]
+        if hi == lo:
+            continue
+        cols, vals = m.indices[lo:hi], score[lo:hi]
+        keep = vals > 0
+        cols, vals = cols[keep], vals[keep]
+        if len(cols) > k:
+            part = np.argpartition(-vals, k - 1)[:k]
+            cols, vals = cols[part], vals[part]
+        order = np.lexsort((cols, -vals))
+        out[i, :len(order)] = cols[order]
+    return out
+
+
 def _weights(b: int, n: int, cols: np.ndarray, vals: np.ndarray) -> sp.csr_matrix:
-    """B×N sparse matrix with `vals` at (row, cols[row]); cols -1 are dropped."""
-    keep = cols >= 0
+    """B×N sparse matrix with `vals` at (row, cols[row]), rows normalised to sum 1."""
+    keep = (cols >= 0) & (vals > 0)
     rows = np.repeat(np.arange(b), cols.shape[1])[keep.ravel()]
     w = sp.csr_matrix((vals[keep].astype(np.float32), (rows, cols[keep])), shape=(b, n))
     sums = np.asarray(w.sum(axis=1)).ravel()
-    return sp.diags(1.0 / np.maximum(sums, 1e-9)) @ w
+    return (sp.diags(1.0 / np.maximum(sums, 1e-9)) @ w).tocsr()
 
 
 def _rank_within(query: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -134,41 +154,64 @@ def _rank_within(query: np.ndarray, key: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _prune(m: sp.csr_matrix, terms: int) -> sp.csr_matrix:
+    """Keep each row's `terms` heaviest entries: the more-like-this trick that keeps search
+    cost proportional to rare terms' postings instead of the whole catalog."""
+    m = m.tocsr(copy=True)
+    for i in range(m.shape[0]):
+        lo, hi = m.indptr[i], m.indptr[i + 1]
+        if hi - lo > terms:
+            row = m.data[lo:hi]
+            row[np.argsort(-row, kind="stable")[terms:]] = 0
+    m.eliminate_zeros()
+    return m
+
+
+def _rowwise_dot(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(a.multiply(b).sum(axis=1)).ravel().astype(np.float32)
+
+
+def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    if len(rows) == 0:
+        return np.empty(0, dtype=np.float32)
+    return np.asarray(m[rows, cols]).ravel().astype(np.float32)
+
+
 def generate(index: Index, q: Queries, *, n_text: int = 100, n_date: int = 60,
-             n_graph: int = 60, n_voters: int = 30) -> Pairs:
-    """Candidates and their evidence for every query of the batch."""
+             n_graph: int = 60, n_voters: int = 30, query_terms: int = 40) -> Pairs:
+    """Candidates and their evidence for every query of the batch; O(postings), not O(N)."""
     b, n = q.full.shape[0], len(index)
     own = q.rows >= 0
-    sim = (q.full @ index.full_t).toarray()
-    sim_title = (q.title @ index.title_t).toarray()
-    sim[own, q.rows[own]] = -np.inf  # a story is never its own candidate
+    search = (_prune(q.full, query_terms) @ index.full_t).tocsr()
+    # A story is never its own candidate.
+    self_hits = own[np.repeat(np.arange(b), np.diff(search.indptr))] & (
+        search.indices == np.repeat(q.rows, np.diff(search.indptr)))
+    search.data[self_hits] = 0
+    search.eliminate_zeros()
+    hit_rows = np.repeat(np.arange(b), np.diff(search.indptr))
+    hit_gap = np.abs(index.times[search.indices] - q.times[hit_rows])
+    recent_score = search.data / (1.0 + np.nan_to_num(hit_gap, nan=365.0) / RECENT_DAYS)
 
-    text_cols = _top(sim, n_text)
-    gap = np.abs(index.times[None, :] - q.times[:, None])
-    recent = sim / (1.0 + np.nan_to_num(gap, nan=365.0) / RECENT_DAYS)
-    recent_cols = _top(recent, n_date)
+    text_cols = _sparse_top(search, n_text)
+    recent_cols = _sparse_top(search, n_date, recent_score)
     date_cols, _ = _nearest_in_time(index.sorted_times, index.by_time, q.times, n_date)
+    date_cols = np.where(date_cols == q.rows[:, None], -1, date_cols)
     # Voters: the query's nearest stories (by text, by date) that have curated lists.
-    if len(index.listed_rows):
-        listed_sim = sim[:, index.listed_rows]
-        pick = _top(listed_sim, n_voters)
-        voter_cols = index.listed_rows[pick]
-        voter_sim = np.maximum(np.take_along_axis(listed_sim, pick, axis=1), 0)
-        w_text = _weights(b, n, np.where(voter_sim > 0, voter_cols, -1), voter_sim)
-        date_voters, gaps = _nearest_in_time(index.listed_times, index.listed_by_time, q.times,
-                                             n_voters)
-        date_voters = np.where(date_voters == q.rows[:, None], -1, date_voters)
-        w_date = _weights(b, n, date_voters, np.exp(-np.nan_to_num(gaps, posinf=1e9) / 3.0))
-        votes_text = (w_text @ index.graph).toarray()
-        votes_date = (w_date @ index.graph).toarray()
-        votes_reverse = (w_text @ index.graph_t).toarray()
-    else:
-        votes_text = votes_date = votes_reverse = np.zeros((b, n), dtype=np.float32)
-    votes = votes_text + votes_date
-    if own.any():
-        votes[own, q.rows[own]] = -np.inf
-    graph_cols = _top(votes, n_graph)
-    graph_cols = np.where(np.take_along_axis(votes, graph_cols, axis=1) > 0, graph_cols, -1)
+    listed = index.has_list[search.indices]
+    voter_cols = _sparse_top(search, n_voters, np.where(listed, search.data, 0))
+    voter_sim = np.where(voter_cols >= 0, _lookup_dense(search, voter_cols), 0)
+    w_text = _weights(b, n, voter_cols, voter_sim)
+    date_voters, gaps = _nearest_in_time(index.listed_times, index.listed_by_time, q.times,
+                                         n_voters)
+    date_voters = np.where(date_voters == q.rows[:, None], -1, date_voters)
+    w_date = _weights(b, n, date_voters, np.exp(-np.nan_to_num(gaps, posinf=1e9) / 3.0))
+    votes_text = (w_text @ index.graph).tocsr()
+    votes_date = (w_date @ index.graph).tocsr()
+    votes_reverse = (w_text @ index.graph_t).tocsr()
+    votes = (votes_text + votes_date).tocsr()
+    vote_rows = np.repeat(np.arange(b), np.diff(votes.indptr))
+    votes.data[own[vote_rows] & (votes.indices == q.rows[vote_rows])] = 0
+    graph_cols = _sparse_top(votes, n_graph)
 
     cols = np.concatenate([text_cols, recent_cols, date_cols, graph_cols], axis=1)
     cols.sort(axis=1)
@@ -178,31 +221,32 @@ def generate(index: Index, q: Queries, *, n_text: int = 100, n_date: int = 60,
     query = np.repeat(np.arange(b), cols.shape[1])[keep.ravel()]
     cand = cols[keep]
 
-    cos = sim[query, cand]
-    row_max = np.maximum(sim.max(axis=1, where=np.isfinite(sim), initial=0), 1e-6)
+    cos = _rowwise_dot(q.full[query], index.full[cand])
+    cos_title = _rowwise_dot(q.title[query], index.title[cand])
+    row_max = np.zeros(b, dtype=np.float32)
+    np.maximum.at(row_max, query, cos)
     days = index.times[cand] - q.times[query]
-    v_t, v_d = votes_text[query, cand], votes_date[query, cand]
+    recent = cos / (1.0 + np.nan_to_num(np.abs(days), nan=365.0) / RECENT_DAYS)
+    v_t, v_d = _lookup(votes_text, query, cand), _lookup(votes_date, query, cand)
     pq = q.providers[query]
     density = np.array([
         np.searchsorted(index.sorted_times, t + 1) - np.searchsorted(index.sorted_times, t - 1)
         if not np.isnan(t) else np.nan for t in q.times], dtype=np.float32)
-    topic_overlap = np.asarray(
-        q.topics[query].multiply(index.topics[cand]).sum(axis=1)).ravel()
+    topic_overlap = _rowwise_dot(q.topics[query], index.topics[cand])
     q_has = np.diff(q.topics.indptr)[query] > 0
     c_has = np.diff(index.topics.indptr)[cand] > 0
     topic_match = np.where(q_has & c_has, topic_overlap > 0, np.nan)
-    rec = recent[query, cand]
     features = np.column_stack([
         cos,
-        sim_title[query, cand],
-        cos / row_max[query],
+        cos_title,
+        cos / np.maximum(row_max[query], 1e-6),
         _rank_within(query, -cos),
         days,
         np.abs(days),
         _rank_within(query, np.nan_to_num(np.abs(days), nan=1e9)),
         v_t,
         v_d,
-        votes_reverse[query, cand],
+        _lookup(votes_reverse, query, cand),
         _rank_within(query, -(v_t + v_d)),
         np.log1p(index.in_degree[cand]),
         index.has_list[cand],
@@ -210,10 +254,20 @@ def generate(index: Index, q: Queries, *, n_text: int = 100, n_date: int = 60,
         (index.providers[cand] == pq) & (pq >= 0),
         topic_overlap,
         density[query],
-        rec,
-        _rank_within(query, -rec),
+        recent,
+        _rank_within(query, -recent),
         index.quality[cand],
         index.heat[cand],
         topic_match,
     ]).astype(np.float32)
     return Pairs(query=query, candidate=cand, features=features)
+
+
+def _lookup_dense(m: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
+    """Values of csr `m` at (row i, cols[i, j]); cols -1 give 0."""
+    rows = np.repeat(np.arange(cols.shape[0]), cols.shape[1])
+    flat = cols.ravel()
+    ok = flat >= 0
+    out = np.zeros(len(flat), dtype=np.float32)
+    out[ok] = _lookup(m, rows[ok], flat[ok])
+    return out.reshape(cols.shape)

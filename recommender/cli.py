@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from .recommend import Filters, NotFound, Recommender, related_view
+    from .recommend import Filters, NotFound, Recommender
 
     rec = Recommender(settings.catalog_location(args.catalog), settings.models_dir(args.models))
     try:
@@ -97,8 +97,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         _err(f"error: {exc}")
         return 1
     if args.json:
-        print(json.dumps({"article": answer.article, "model": answer.model,
-                          "related": [related_view(r) for r in answer.related]}, indent=2))
+        print(json.dumps(answer.payload(), indent=2))
         return 0
     print(f"{answer.article['title']}  ({answer.article['url']})")
     for i, r in enumerate(answer.related, 1):
@@ -125,6 +124,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Workers already run side by side on the cores: per-request OpenMP threads in the
+    # ranker only add fork/join overhead. Must be set before scikit-learn is first imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from service.server import serve
 
     if args.catalog:

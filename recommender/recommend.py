@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +55,51 @@ class Answer:
     article: dict
     related: list[Related]
     model: str
+    _payload: dict | None = field(default=None, repr=False)
+
+    def payload(self) -> dict:
+        """The JSON body (built once; cached answers are served many times)."""
+        if self._payload is None:
+            self._payload = {"article": self.article,
+                             "related": [related_view(r) for r in self.related],
+                             "model": self.model}
+        return self._payload
+
+
+class AnswerCache:
+    """A small LRU of answers. Keys carry the model version and the catalog's import counter,
+    so a retrain or an import makes old entries unreachable instead of stale."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple, Answer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Answer | None:
+        with self._lock:
+            answer = self._items.get(key)
+            if answer is not None:
+                self._items.move_to_end(key)
+            return answer
+
+    def put(self, key: tuple, answer: Answer) -> None:
+        with self._lock:
+            self._items[key] = answer
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 def _days(iso: str | None) -> float | None:
     if not iso:
         return None
     return float(np.datetime64(iso.rstrip("Z"), "s").astype(np.int64)) / DAY
+
+
+def csr_row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row i of a CSR matrix as (column indices, values), without building a matrix."""
+    lo, hi = m.indptr[i], m.indptr[i + 1]
+    return m.indices[lo:hi], m.data[lo:hi]
 
 
 def _title_key(title: str) -> str:
@@ -76,6 +116,7 @@ class Recommender:
         self._lock = threading.Lock()
         self._artifact: Artifact | None = None
         self._refused: str | None = None
+        self.cache = AnswerCache()
         self.refresh()
 
     # -- state ----------------------------------------------------------------------------
@@ -109,17 +150,42 @@ class Recommender:
             except ArtifactError as exc:
                 self._refused = name
                 log.error("refusing model %s: %s (still serving %s)", name, exc, live)
+                if self._artifact is None:  # a fresh worker: fall back to the newest sound one
+                    self._artifact = self._newest_sound(skip=name)
                 return
             self._artifact, self._refused = loaded, None
             log.info("serving model %s", name)
+
+    def _newest_sound(self, skip: str) -> Artifact | None:
+        for version in reversed(artifact.versions(self.models_dir)):
+            if version == skip:
+                continue
+            try:
+                loaded = artifact.load(self.models_dir, version)
+            except ArtifactError as exc:
+                log.error("refusing model %s: %s", version, exc)
+                continue
+            log.warning("serving model %s instead of the refused current one", version)
+            return loaded
+        return None
 
     # -- answers --------------------------------------------------------------------------
 
     def by_url(self, url: str, filters: Filters) -> Answer:
         try:
-            canonical_url(url)
+            key = canonical_url(url)
         except InvalidURL as exc:
             raise ValueError(f"url: {exc}") from None
+        cache_key = (self.artifact.version, self.catalog.max_seq(), key, filters.k,
+                     filters.since, filters.until, tuple(sorted(filters.exclude)),
+                     (filters.provider or "").lower(), filters.dedupe)
+        answer = self.cache.get(cache_key)
+        if answer is None:
+            answer = self._by_url(url, filters)
+            self.cache.put(cache_key, answer)
+        return answer
+
+    def _by_url(self, url: str, filters: Filters) -> Answer:
         story_id = self.catalog.story_id_for(url)
         if story_id is None:
             raise NotFound(f"no story in the catalog for {url}")
@@ -130,12 +196,12 @@ class Recommender:
         if row is not None:
             rows = np.asarray(art.top_rows[row])
             scores = np.asarray(art.top_scores[row])
-            query_vec = model.index_.full[row]
+            query_vec = csr_row(model.index_.full, row)
         else:  # imported after the last train: score it as a new article
             ranking = model.rank_new(story.title, story.excerpt, _days(story.published),
                                      story.provider_name, story.topics, k=MAX_K)
             rows, scores = ranking.rows[0], ranking.scores[0]
-            query_vec = model.text_.transform([story.title], [story.excerpt])[0]
+            query_vec = csr_row(model.text_.transform([story.title], [story.excerpt])[0], 0)
         curated = set(self.catalog.curated(story_id))
         related = self._select(art, rows, scores, filters, query_vec, story, curated,
                                skip={story_id})
@@ -152,7 +218,7 @@ class Recommender:
             known = self.catalog.story_id_for(url)
             if known is not None:
                 skip.add(known)
-        query_vec = model.text_.transform([title], [excerpt])[0]
+        query_vec = csr_row(model.text_.transform([title], [excerpt])[0], 0)
         related = self._select(art, ranking.rows[0], ranking.scores[0], filters, query_vec,
                                None, set(), skip=skip)
         article = {"url": url, "title": title, "excerpt": excerpt, "provider": None,
@@ -165,7 +231,6 @@ class Recommender:
         valid = rows >= 0
         rows, scores = rows[valid], scores[valid]
         ids = [int(art.model.ids_[r]) for r in rows]
-        stories = self.catalog.stories(ids)
         excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
         since = iso_utc(f.since, "since") if f.since else None
         until = iso_utc(f.until, "until") if f.until else None
@@ -174,7 +239,11 @@ class Recommender:
         provider = (f.provider or "").lower()
         seen_titles: set[str] = set()
         out: list[Related] = []
-        for row, sid, score in zip(rows, ids, scores, strict=True):
+        stories: dict[int, Story] = {}
+        chunk = max(2 * f.k, 20)  # fetch only as far down the ranking as the filters need
+        for pos, (row, sid, score) in enumerate(zip(rows, ids, scores, strict=True)):
+            if pos % chunk == 0:
+                stories = self.catalog.stories(ids[pos:pos + chunk])
             story = stories.get(sid)
             if story is None or sid in skip or sid in excluded:
                 continue
@@ -200,7 +269,7 @@ class Recommender:
     def _reasons(art: Artifact, query_vec, row: int, query: Story | None, story: Story,
                  curated: set[int]) -> list[str]:
         reasons = []
-        terms = art.model.text_.shared_terms(query_vec, art.model.index_.full[row])
+        terms = art.model.text_.shared_terms(query_vec, csr_row(art.model.index_.full, row))
         if terms:
             reasons.append("shared terms: " + ", ".join(terms))
         if story.id in curated:

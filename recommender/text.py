@@ -50,14 +50,17 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         title = self.title_.transform(titles).tocsr()
         return full, title
 
-    def shared_terms(self, a: sp.csr_matrix, b: sp.csr_matrix, n: int = 3) -> list[str]:
-        """The terms that contribute most to the cosine of two full-space rows."""
-        prod = a.multiply(b).tocsr()
-        if prod.nnz == 0:
+    def shared_terms(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+                     n: int = 3) -> list[str]:
+        """The terms that contribute most to the cosine of two full-space rows, each given as
+        (column indices, weights) of a CSR row: no sparse objects on the request path."""
+        common, ia, ib = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
+        if len(common) == 0:
             return []
-        order = np.argsort(-prod.data, kind="stable")[:n]
+        contrib = a[1][ia] * b[1][ib]
+        order = np.argsort(-contrib, kind="stable")[:n]
         names = self._terms()
-        return [str(names[prod.indices[i]]) for i in order]
+        return [str(names[common[i]]) for i in order]
 
     def _terms(self) -> np.ndarray:
         """Column → term, built on first use per process (a request must not rebuild it)."""

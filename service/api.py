@@ -10,7 +10,7 @@ from werkzeug.datastructures import MultiDict
 from recommender.artifact import ArtifactError
 from recommender.catalog import CatalogError
 from recommender.frontmatter import BadFile, iso_utc
-from recommender.recommend import Answer, Filters, NotFound, related_view
+from recommender.recommend import Answer, Filters, NotFound
 
 from .core import recommender
 
@@ -47,9 +47,7 @@ def _filters(args: MultiDict) -> Filters:
 
 
 def _answer(answer: Answer):
-    return jsonify(article=answer.article,
-                   related=[related_view(r) for r in answer.related],
-                   model=answer.model)
+    return jsonify(answer.payload())
 
 
 def _unavailable(exc: Exception):

@@ -152,3 +152,20 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(live):
         assert status == 200 and body["model"] == before
     assert fetch(base, "/v1/model")[1]["version"] == before
     assert Path(models / bad).exists()
+
+
+def test_a_fresh_worker_facing_a_damaged_current_serves_the_newest_sound_version(
+        seeds_catalog, seeds_models, tmp_path):
+    from service import create_app
+
+    models = tmp_path / "models"
+    shutil.copytree(seeds_models, models, symlinks=True)
+    good = artifact.current_version(models)
+    bad = "29991231T000000Z"
+    shutil.copytree(models / good, models / bad)
+    (models / bad / "model.joblib").write_bytes(b"damaged")
+    os.symlink(bad, models / ".switch")
+    os.replace(models / ".switch", models / "current")
+    client = create_app({"CATALOG": str(seeds_catalog), "MODELS": str(models)}).test_client()
+    r = client.get("/v1/related", query_string={"url": SEED})
+    assert r.status_code == 200 and r.get_json()["model"] == good

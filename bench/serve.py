@@ -1,0 +1,192 @@
+"""Service latency and throughput on a synthetic catalog, against /healthz in the same run.
+
+    python bench/serve.py --stories 100000 [--seconds 20] [--retrain]
+
+Builds a synthetic catalog (bench/synthetic.py), imports and trains it, starts `recommender
+serve` with 2 workers on 127.0.0.1, then drives each endpoint with a closed-loop load of
+keep-alive clients (2 processes × --threads) for a fixed time: /healthz, GET /v1/related by
+URL variants (AMP, cache, tracking tags), POST /v1/related with new articles. With --retrain,
+a retrain runs during a GET phase, and the report counts failed requests and versions served.
+Loopback only; every loop is bounded by --seconds. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+import synthetic  # noqa: E402
+
+from recommender.catalog import Catalog  # noqa: E402
+from recommender.importer import import_paths  # noqa: E402
+from recommender.training import train  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+def _client(port: int, requests: list[tuple[str, str, bytes | None]], seconds: float,
+            out: list, seed: int) -> None:
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    lat, errors, models = [], 0, set()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        method, path, body = requests[rng.randrange(len(requests))]
+        headers = {"Content-Type": "application/json"} if body else {}
+        start = time.perf_counter()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            lat.append(time.perf_counter() - start)
+            if resp.status != 200:
+                errors += 1
+            elif b'"model"' in data[:64] or b'"model":' in data:
+                models.add(json.loads(data).get("model"))
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    conn.close()
+    out.append((lat, errors, models))
+
+
+def _load_process(args: tuple) -> tuple[list[float], int, list[str]]:
+    port, requests, seconds, threads, seed = args
+    out: list = []
+    ts = [threading.Thread(target=_client, args=(port, requests, seconds, out, seed * 100 + i))
+          for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    lat = [x for o in out for x in o[0]]
+    return lat, sum(o[1] for o in out), sorted({m for o in out for m in o[2] if m})
+
+
+def drive(port: int, requests: list, seconds: float, threads: int) -> dict:
+    """Closed-loop load from 2 processes; returns req/s, p50/p99 (ms), errors, models seen."""
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_load_process, [(port, requests, seconds, threads, s)
+                                           for s in range(2)])
+    lat = np.array([x for r in results for x in r[0]])
+    return {
+        "requests": int(len(lat)),
+        "req_per_s": round(len(lat) / seconds, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 2) if len(lat) else None,
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 2) if len(lat) else None,
+        "errors": int(sum(r[1] for r in results)),
+        "models": sorted({m for r in results for m in r[2]}),
+    }
+
+
+def wait_ready(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=5)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stories", type=int, default=20000)
+    ap.add_argument("--seconds", type=float, default=20, help="per phase")
+    ap.add_argument("--threads", type=int, default=2, help="client threads per load process")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--retrain", action="store_true", help="retrain during a GET phase")
+    args = ap.parse_args()
+    report: dict = {"stories": args.stories}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        corpus = synthetic.generate(args.stories, seed=1)
+        synthetic.write_files(corpus, tmp_path / "files", seed=1)
+        catalog_path, models = tmp_path / "catalog.sqlite3", tmp_path / "models"
+        started = time.perf_counter()
+        with Catalog(catalog_path) as catalog:
+            import_paths(catalog, [tmp_path / "files"], on_error=lambda p, r: None)
+        report["import_seconds"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        with Catalog(catalog_path, readonly=True) as catalog:
+            manifest = train(catalog, models)
+        report["train_seconds"] = round(time.perf_counter() - started, 1)
+        report["artifact_mb"] = round(sum(f.stat().st_size for f in
+                                          (models / manifest["version"]).iterdir()) / 1e6, 1)
+
+        rng = random.Random(0)
+        urls = []
+        for i in rng.sample(range(args.stories), min(5000, args.stories)):
+            url = corpus.url(i)
+            urls.append(rng.choice([url, url + "/amp", url + "?utm_source=x&fbclid=y",
+                                    url.replace("https://www.", "http://")]))
+        gets = [("GET", "/v1/related?k=10&url=" + urllib.parse.quote(u, safe=""), None)
+                for u in urls]
+        posts = [("POST", "/v1/related?k=10", json.dumps({
+            "title": corpus.titles[i], "excerpt": corpus.excerpts[i],
+            "publishedDateTime": str(corpus.dates[i]) + "Z"}).encode())
+            for i in rng.sample(range(args.stories), min(2000, args.stories))]
+        env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog_path),
+               "RECOMMENDER_MODELS": str(models)}
+        log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - read by nobody, must not block
+        server = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--host", HOST,
+                                   "--port", str(args.port), "--workers", "2"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
+        try:
+            wait_ready(args.port)
+            drive(args.port, gets[:200], 3, args.threads)  # warm both workers
+            report["healthz"] = drive(args.port, [("GET", "/healthz", None)], args.seconds,
+                                      args.threads)
+            report["get_by_url"] = drive(args.port, gets, args.seconds, args.threads)
+            report["post_new_article"] = drive(args.port, posts, args.seconds, args.threads)
+            if args.retrain:
+                before = manifest["version"]
+                box: dict = {}
+
+                def retrain() -> None:
+                    time.sleep(1)
+                    with Catalog(catalog_path, readonly=True) as catalog:
+                        box["version"] = train(catalog, models)["version"]
+
+                t = threading.Thread(target=retrain)
+                t.start()
+                during = drive(args.port, gets, args.seconds, args.threads)
+                t.join()
+                after = drive(args.port, gets, 3, args.threads)
+                report["retrain"] = {"before": before, "after": box.get("version"),
+                                     "during": during, "failed_requests": during["errors"],
+                                     "served_after": after["models"]}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+    for phase in ("healthz", "get_by_url", "post_new_article"):
+        report[phase].pop("models", None)
+    report["get_vs_healthz_throughput"] = round(
+        report["get_by_url"]["req_per_s"] / max(report["healthz"]["req_per_s"], 1e-9), 3)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
