@@ -9,6 +9,7 @@ a restart; a version that fails verification is refused and the old one keeps se
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -55,34 +56,31 @@ class Answer:
     article: dict
     related: list[Related]
     model: str
-    _payload: dict | None = field(default=None, repr=False)
 
     def payload(self) -> dict:
-        """The JSON body (built once; cached answers are served many times)."""
-        if self._payload is None:
-            self._payload = {"article": self.article,
-                             "related": [related_view(r) for r in self.related],
-                             "model": self.model}
-        return self._payload
+        """The JSON body of the answer."""
+        return {"article": self.article, "related": [related_view(r) for r in self.related],
+                "model": self.model}
 
 
 class AnswerCache:
-    """A small LRU of answers. Keys carry the model version and the catalog's import counter,
-    so a retrain or an import makes old entries unreachable instead of stale."""
+    """A small LRU of serialized answers (JSON bytes, ~8 KB each). Keys carry the model
+    version and the catalog's import counter, so a retrain or an import makes old entries
+    unreachable instead of stale."""
 
-    def __init__(self, size: int = 20_000) -> None:
+    def __init__(self, size: int = 8192) -> None:
         self.size = size
-        self._items: OrderedDict[tuple, Answer] = OrderedDict()
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> Answer | None:
+    def get(self, key: tuple) -> bytes | None:
         with self._lock:
             answer = self._items.get(key)
             if answer is not None:
                 self._items.move_to_end(key)
             return answer
 
-    def put(self, key: tuple, answer: Answer) -> None:
+    def put(self, key: tuple, answer: bytes) -> None:
         with self._lock:
             self._items[key] = answer
             self._items.move_to_end(key)
@@ -171,7 +169,9 @@ class Recommender:
 
     # -- answers --------------------------------------------------------------------------
 
-    def by_url(self, url: str, filters: Filters) -> Answer:
+    def by_url_json(self, url: str, filters: Filters) -> bytes:
+        """`by_url` as JSON bytes, from the cache when this model and catalog state answered
+        the same request before (pages ask for the same articles again and again)."""
         try:
             key = canonical_url(url)
         except InvalidURL as exc:
@@ -179,13 +179,17 @@ class Recommender:
         cache_key = (self.artifact.version, self.catalog.max_seq(), key, filters.k,
                      filters.since, filters.until, tuple(sorted(filters.exclude)),
                      (filters.provider or "").lower(), filters.dedupe)
-        answer = self.cache.get(cache_key)
-        if answer is None:
-            answer = self._by_url(url, filters)
-            self.cache.put(cache_key, answer)
-        return answer
+        body = self.cache.get(cache_key)
+        if body is None:
+            body = json.dumps(self.by_url(url, filters).payload()).encode()
+            self.cache.put(cache_key, body)
+        return body
 
-    def _by_url(self, url: str, filters: Filters) -> Answer:
+    def by_url(self, url: str, filters: Filters) -> Answer:
+        try:
+            canonical_url(url)
+        except InvalidURL as exc:
+            raise ValueError(f"url: {exc}") from None
         story_id = self.catalog.story_id_for(url)
         if story_id is None:
             raise NotFound(f"no story in the catalog for {url}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from werkzeug.datastructures import MultiDict
 
 from recommender.artifact import ArtifactError
@@ -63,7 +63,7 @@ def related_by_url():
         _bad("missing parameter: url")
     filters = _filters(request.args)
     try:
-        return _answer(recommender().by_url(url, filters))
+        return Response(recommender().by_url_json(url, filters), mimetype="application/json")
     except NotFound as exc:
         return jsonify(error="not_found", message=str(exc)), 404
     except ValueError as exc:
