@@ -101,9 +101,9 @@ class Story:
     def from_row(cls, row: tuple) -> Story:
         (id_, key, url, urls, title, excerpt, published, pname, pdomain, topics, image,
          quality, heat, type_, has_file, file_rank, changed_seq) = row
-        return cls(id_, key, url, json.loads(urls), title, excerpt, published, pname, pdomain,
-                   json.loads(topics), image, quality, heat, type_, bool(has_file), file_rank,
-                   changed_seq)
+        return cls(id_, key, url, json.loads(urls) if urls != "{}" else {}, title, excerpt,
+                   published, pname, pdomain, json.loads(topics) if topics != "[]" else [],
+                   image, quality, heat, type_, bool(has_file), file_rank, changed_seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ a restart; a version that fails verification is refused and the old one keeps se
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -91,7 +92,8 @@ class AnswerCache:
 def _days(iso: str | None) -> float | None:
     if not iso:
         return None
-    return float(np.datetime64(iso.rstrip("Z"), "s").astype(np.int64)) / DAY
+    stamp = dt.datetime.fromisoformat(iso.rstrip("Z")).replace(tzinfo=dt.UTC)
+    return stamp.timestamp() / DAY
 
 
 def csr_row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +246,7 @@ class Recommender:
         seen_titles: set[str] = set()
         out: list[Related] = []
         stories: dict[int, Story] = {}
-        chunk = max(2 * f.k, 20)  # fetch only as far down the ranking as the filters need
+        chunk = f.k + 5  # fetch only as far down the ranking as the filters need
         for pos, (row, sid, score) in enumerate(zip(rows, ids, scores, strict=True)):
             if pos % chunk == 0:
                 stories = self.catalog.stories(ids[pos:pos + chunk])
