@@ -154,8 +154,12 @@ def iso_utc(value: Any, name: str = "publishedDateTime") -> str | None:
     else:
         raise BadFile(f"field '{name}' must be a date, got {type(value).__name__}")
     if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise BadFile(f"field '{name}' is out of range: {value!s:.40}") from None
+    # isoformat, not strftime: '%Y' does not zero-pad years before 1000 on glibc.
+    return stamp.replace(microsecond=0).isoformat() + "Z"
 
 
 def _item(raw: Any, where: str) -> Item:

@@ -1,12 +1,13 @@
 """Parsing one file: fields as the seeds carry them, and a named reason for each bad kind."""
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from badfiles import BAD, GOOD
 from conftest import SEEDS
 
-from recommender.frontmatter import BadFile, parse_file, parse_text
+from recommender.frontmatter import BadFile, iso_utc, parse_file, parse_text
 
 
 def test_seed_file_fields():
@@ -69,6 +70,21 @@ def test_bad_related_item_names_its_position():
 def test_dates_normalise_to_utc():
     text = GOOD.replace("2021-03-01T10:00:00Z", '"2021-03-01T12:00:00+02:00"')
     assert parse_text(text).item.published == "2021-03-01T10:00:00Z"
+
+
+@pytest.mark.parametrize("raw,want", [
+    ("0845-11-03T22:53:52.20+23:52", "0845-11-02T23:01:52Z"),
+    ("2021-03-01", "2021-03-01T00:00:00Z"),
+    ("2021-03-01T10:00:00.999Z", "2021-03-01T10:00:00Z"),
+])
+def test_iso_utc_always_gives_parseable_four_digit_years(raw, want):
+    assert iso_utc(raw) == want
+    assert dt.datetime.fromisoformat(want.rstrip("Z"))
+
+
+def test_dates_at_the_edge_of_the_calendar_are_refused_not_crashed():
+    with pytest.raises(BadFile, match="out of range"):
+        iso_utc("0001-01-01T00:00:00+05:00")
 
 
 def test_anchors_that_do_not_explode_are_fine():
