@@ -116,6 +116,7 @@ class Recommender:
         self._lock = threading.Lock()
         self._artifact: Artifact | None = None
         self._refused: str | None = None
+        self._loading: str | None = None
         self.cache = AnswerCache()
         self.refresh()
 
@@ -137,24 +138,41 @@ class Recommender:
         return self._artifact
 
     def refresh(self) -> None:
-        """Load `current` if it names a version other than the one serving."""
+        """Switch to `current` if it names a version other than the one serving.
+
+        With a model serving, the new one is loaded and verified in a background thread and
+        swapped in when ready, so no request waits for it; only a worker with nothing to
+        serve yet loads in the foreground."""
         name = artifact.current_version(self.models_dir)
         live = self._artifact.version if self._artifact else None
-        if name is None or name == live or name == self._refused:
+        if name is None or name in (live, self._refused, self._loading):
             return
         with self._lock:
-            if self._artifact is not None and self._artifact.version == name:
+            live = self._artifact.version if self._artifact else None
+            if name in (live, self._refused, self._loading):
                 return
-            try:
-                loaded = artifact.load(self.models_dir, name)
-            except ArtifactError as exc:
-                self._refused = name
-                log.error("refusing model %s: %s (still serving %s)", name, exc, live)
-                if self._artifact is None:  # a fresh worker: fall back to the newest sound one
-                    self._artifact = self._newest_sound(skip=name)
+            if self._artifact is None:
+                self._load(name)
                 return
+            self._loading = name
+        threading.Thread(target=self._load, args=(name,), daemon=True,
+                         name=f"load-{name}").start()
+
+    def _load(self, name: str) -> None:
+        live = self._artifact.version if self._artifact else None
+        try:
+            loaded = artifact.load(self.models_dir, name)
+        except ArtifactError as exc:
+            self._refused = name
+            log.error("refusing model %s: %s (still serving %s)", name, exc, live)
+            if self._artifact is None:  # a fresh worker: fall back to the newest sound one
+                self._artifact = self._newest_sound(skip=name)
+        else:
             self._artifact, self._refused = loaded, None
             log.info("serving model %s", name)
+        finally:
+            if self._loading == name:
+                self._loading = None
 
     def _newest_sound(self, skip: str) -> Artifact | None:
         for version in reversed(artifact.versions(self.models_dir)):

@@ -133,7 +133,12 @@ def test_retrain_under_load_switches_version_without_failures(live):
             t.join()
     assert not failures, failures[:5]
     assert after in seen and before in seen
-    # Every worker now answers with the new version.
+    # Every worker switches (each loads the new version in the background, then swaps).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if {fetch(base, "/v1/model")[1]["version"] for _ in range(20)} == {after}:
+            break
+        time.sleep(0.1)
     assert {fetch(base, "/v1/model")[1]["version"] for _ in range(20)} == {after}
 
 
@@ -147,6 +152,7 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(live):
     os.symlink(bad, link)
     os.replace(link, models / "current")  # as if someone pointed `current` at it by hand
     assert artifact.current_version(models) == bad
+    time.sleep(1)  # let the workers' background loads try it and refuse it
     for _ in range(10):
         status, body = fetch(base, "/v1/related?url=" + urllib.request.quote(SEED, safe=""))
         assert status == 200 and body["model"] == before
