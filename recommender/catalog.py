@@ -341,6 +341,21 @@ class Catalog:
     def story(self, story_id: int) -> Story | None:
         return self.stories([story_id]).get(story_id)
 
+    def search(self, query: str, limit: int = 50) -> list[Story]:
+        """Stories by URL (any variant) or by words of the title, newest first."""
+        query = query.strip()
+        if not query:
+            return []
+        by_url = self.story_id_for(query) if "/" in query or "." in query else None
+        if by_url is not None:
+            return [self.stories([by_url])[by_url]]
+        words = query.lower().split()[:8]
+        where = " AND ".join("lower(title) LIKE ?" for _ in words)
+        rows = self.db.execute(
+            f"SELECT {STORY_COLUMNS} FROM stories WHERE {where}"
+            " ORDER BY published DESC, id LIMIT ?", [f"%{w}%" for w in words] + [limit])
+        return [Story.from_row(r) for r in rows]
+
     def curated(self, story_id: int) -> list[int]:
         """The story's curated related list, in the editor's order."""
         return [r[0] for r in self.db.execute(

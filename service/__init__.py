@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         CATALOG=settings.catalog_location(),
         MODELS=str(settings.models_dir()),
+        INSTANCE=str(settings.instance_dir()),
         MAX_CONTENT_LENGTH=MAX_BODY,
         JSON_SORT_KEYS=False,
     )
@@ -31,7 +32,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(config)
     app.json.sort_keys = False
 
-    from . import api, health, openapi
+    from . import api, health, openapi, pages
+    app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)

@@ -1,0 +1,109 @@
+"""Pages for editors: preview related stories, compare with the curated lists, find stories.
+
+Server-rendered (Jinja escapes every catalog string), plain forms that work without
+JavaScript, over the same Recommender as the JSON API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flask import Blueprint, current_app, render_template, request, send_file
+
+from recommender.artifact import ArtifactError
+from recommender.catalog import CatalogError
+from recommender.frontmatter import BadFile, iso_utc
+from recommender.recommend import Filters, NotFound
+
+from .core import recommender
+
+bp = Blueprint("pages", __name__)
+
+
+def _report_dir() -> Path:
+    return Path(current_app.config["INSTANCE"]) / "evaluation"
+
+
+@bp.get("/")
+def preview():
+    args = request.args
+    form = {name: args.get(name, "") for name in
+            ("url", "title", "excerpt", "since", "until", "provider")}
+    form["k"] = args.get("k", "10")
+    form["dedupe"] = args.get("dedupe", "true" if not args else "false") == "true"
+    answer, error, status = None, None, 200
+    if form["url"].strip() or form["title"].strip():
+        try:
+            if not form["k"].isdigit() or not 1 <= int(form["k"]) <= 100:
+                raise ValueError("k must be an integer from 1 to 100")
+            for name in ("since", "until"):
+                if form[name]:
+                    iso_utc(form[name], name)
+            filters = Filters(k=int(form["k"]), since=form["since"] or None,
+                              until=form["until"] or None, provider=form["provider"] or None,
+                              dedupe=form["dedupe"])
+            rec = recommender()
+            if form["url"].strip():
+                answer = rec.by_url(form["url"].strip(), filters)
+            else:
+                answer = rec.for_article(form["title"], form["excerpt"], None, None, filters)
+        except NotFound as exc:
+            error, status = str(exc), 404
+        except (ValueError, BadFile) as exc:
+            error, status = str(exc), 400
+        except (ArtifactError, CatalogError) as exc:
+            error, status = str(exc), 503
+    return render_template("preview.html", form=form, answer=answer, error=error), status
+
+
+@bp.get("/stories")
+def stories():
+    q = request.args.get("q", "")
+    found, error = [], None
+    try:
+        found = recommender().catalog.search(q) if q.strip() else []
+    except (ArtifactError, CatalogError) as exc:
+        error = str(exc)
+    return render_template("stories.html", q=q, stories=found, error=error)
+
+
+@bp.get("/evaluation")
+def evaluation():
+    path = _report_dir() / "report.json"
+    if not path.exists():
+        return render_template("evaluation.html", report=None), 404
+    report = json.loads(path.read_text())
+    q = request.args.get("q", "").strip().lower()
+    sort = request.args.get("sort", "recall_asc")
+    try:
+        catalog = recommender().catalog
+    except (ArtifactError, CatalogError):
+        from recommender.catalog import Catalog
+        catalog = Catalog(current_app.config["CATALOG"], readonly=True)
+    ids = {i for row in report["queries"] for i in [row["id"], *row["curated"], *row["ours"]]}
+    stories = catalog.stories(sorted(ids))
+    rows = []
+    for row in report["queries"]:
+        query = stories.get(row["id"])
+        if query is None or (q and q not in query.title.lower()):
+            continue
+        curated = set(row["curated"])
+        rows.append({
+            "query": query, "recall": row["recall@10"],
+            "ours": [(stories.get(i), i in curated) for i in row["ours"]],
+            "misses": [stories.get(i) for i in row["curated"] if i not in set(row["ours"])],
+            "n_curated": len(curated),
+        })
+    rows.sort(key=lambda r: (r["recall"], r["query"].published or ""),
+              reverse=(sort == "recall_desc"))
+    return render_template("evaluation.html", report=report, rows=rows[:100],
+                           total=len(rows), q=request.args.get("q", ""), sort=sort)
+
+
+@bp.get("/evaluation/recall.png")
+def recall_plot():
+    path = _report_dir() / "recall.png"
+    if not path.exists():
+        return {"error": "not_found", "message": "no evaluation plot yet"}, 404
+    return send_file(path.resolve(), mimetype="image/png")

@@ -1,0 +1,31 @@
+"""The pages through the test client: status codes and escaping without a browser."""
+
+
+def test_pages_render(client):
+    assert client.get("/").status_code == 200
+    assert client.get("/stories?q=facial").status_code == 200
+    r = client.get("/?title=Facial+recognition+in+schools")
+    assert r.status_code == 200 and b"Related to:" in r.data
+
+
+def test_page_errors_are_pages_with_status(client):
+    r = client.get("/?url=https://nowhere.example/x")
+    assert r.status_code == 404 and b"no story in the catalog" in r.data
+    r = client.get("/?title=x&k=500")
+    assert r.status_code == 400 and b"k must be an integer" in r.data
+
+
+def test_evaluation_without_a_report_says_how_to_make_one(seeds_catalog, seeds_models, tmp_path):
+    from service import create_app
+
+    client = create_app({"CATALOG": str(seeds_catalog), "MODELS": str(seeds_models),
+                         "INSTANCE": str(tmp_path)}).test_client()
+    r = client.get("/evaluation")
+    assert r.status_code == 404 and b"recommender evaluate" in r.data
+    assert client.get("/evaluation/recall.png").status_code == 404
+
+
+def test_pasted_markup_is_escaped(client):
+    r = client.get("/", query_string={"title": "<script>alert(1)</script>"})
+    assert b"<script>alert(1)</script>" not in r.data
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in r.data
