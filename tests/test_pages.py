@@ -25,6 +25,14 @@ def test_evaluation_without_a_report_says_how_to_make_one(seeds_catalog, seeds_m
     assert client.get("/evaluation/recall.png").status_code == 404
 
 
+def test_links_to_a_preview_keep_deduplication_on(client):
+    r = client.get("/stories?q=facial")
+    assert b"dedupe=true" in r.data
+    r = client.get("/?title=facial+recognition")
+    assert b'name="dedupe" type="checkbox" value="true" checked' not in r.data  # submitted off
+    assert b"dedupe=true" in r.data
+
+
 def test_pasted_markup_is_escaped(client):
     r = client.get("/", query_string={"title": "<script>alert(1)</script>"})
     assert b"<script>alert(1)</script>" not in r.data
