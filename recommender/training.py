@@ -7,6 +7,7 @@ request by URL is a lookup; only articles the model has not seen are scored at r
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def train(catalog: Catalog, models_dir: Path, params: dict | None = None,
     snapshot = catalog.snapshot()
     model = RelatedModel(**(params or {})).fit(snapshot, progress=progress)
     fitted = time.perf_counter()
-    ranking = model.rank_rows(np.arange(len(snapshot)), k=TOP_K, progress=progress)
+    ranking = model.rank_rows(np.arange(len(snapshot)), k=TOP_K, progress=progress,
+                              n_jobs=os.cpu_count() or 1)
     ranked = time.perf_counter()
     info = {
         "catalog": {"fingerprint": fingerprint(snapshot), "max_seq": snapshot.max_seq},

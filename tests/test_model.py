@@ -75,6 +75,15 @@ def test_cold_article_with_no_links_gets_its_cluster(synthetic_snapshot):
     assert sum(c == corpus.cluster[target] for c in got) >= 6
 
 
+def test_parallel_ranking_equals_serial(synthetic_snapshot):
+    model = RelatedModel(**SMALL).fit(synthetic_snapshot)
+    rows = np.arange(300)
+    serial = model.rank_rows(rows, k=50)
+    parallel = model.rank_rows(rows, k=50, n_jobs=2, parallel_min_rows=0)
+    assert np.array_equal(serial.rows, parallel.rows)
+    assert np.array_equal(serial.scores, parallel.scores)
+
+
 def test_artifact_round_trip_tamper_and_prune(synthetic_catalog, tmp_path):
     models = tmp_path / "models"
     with Catalog(synthetic_catalog, readonly=True) as catalog:
