@@ -216,15 +216,23 @@ class RelatedModel(BaseEstimator):
         return Ranking(np.concatenate([p.rows for p in parts]),
                        np.concatenate([p.scores for p in parts]))
 
-    def rank_new(self, title: str, excerpt: str, published_days: float | None = None,
-                 provider: str | None = None, topics: Sequence[str] = (),
-                 k: int = 10) -> Ranking:
-        """Related stories for an article the catalog does not hold (a cold query)."""
+    def new_query(self, title: str, excerpt: str, published_days: float | None = None,
+                  provider: str | None = None, topics: Sequence[str] = ()) -> Queries:
+        """An article the catalog does not hold, as a (cold) query of one."""
         full, title_m = self.text_.transform([title], [excerpt])
-        queries = Queries(
+        return Queries(
             full=full, title=title_m,
             times=np.array([np.nan if published_days is None else published_days]),
             providers=np.array([self.provider_vocab_.get(provider or "", -1)], dtype=np.int32),
             topics=_topic_matrix([list(topics)], self.topic_vocab_),
             rows=np.array([-1]))
+
+    def rank_queries(self, queries: Queries, k: int = 10) -> Ranking:
         return self._rank(self.index_, queries, k)
+
+    def rank_new(self, title: str, excerpt: str, published_days: float | None = None,
+                 provider: str | None = None, topics: Sequence[str] = (),
+                 k: int = 10) -> Ranking:
+        """Related stories for an article the catalog does not hold (a cold query)."""
+        return self.rank_queries(
+            self.new_query(title, excerpt, published_days, provider, topics), k)

@@ -3,8 +3,9 @@
 Both shells (the CLI's `recommend`, the HTTP API) call `Recommender`. For a story the model
 was trained with, the answer is the precomputed top-100, filtered; for a story imported
 since, or an article the catalog does not hold, the model scores it on the fly. The current
-model version is re-checked on every request (a readlink), so a retrain is picked up without
-a restart; a version that fails verification is refused and the old one keeps serving.
+model version is re-checked on every request (a readlink); a new one is loaded and verified
+in the background and swapped in when ready, so a retrain is picked up without a restart or
+a slow request; a version that fails verification is refused and the old one keeps serving.
 """
 
 from __future__ import annotations
@@ -102,6 +103,13 @@ def csr_row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
     return m.indices[lo:hi], m.data[lo:hi]
 
 
+def _checked_key(url: str) -> str:
+    try:
+        return canonical_url(url)
+    except InvalidURL as exc:
+        raise ValueError(f"url: {exc}") from None
+
+
 def _title_key(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
 
@@ -192,29 +200,26 @@ class Recommender:
     def by_url_json(self, url: str, filters: Filters) -> bytes:
         """`by_url` as JSON bytes, from the cache when this model and catalog state answered
         the same request before (pages ask for the same articles again and again)."""
-        try:
-            key = canonical_url(url)
-        except InvalidURL as exc:
-            raise ValueError(f"url: {exc}") from None
-        cache_key = (self.artifact.version, self.catalog.max_seq(), key, filters.k,
+        key = _checked_key(url)
+        art = self.artifact  # read once: the cache key and the answer name the same model
+        cache_key = (art.version, self.catalog.max_seq(), key, filters.k,
                      filters.since, filters.until, tuple(sorted(filters.exclude)),
                      (filters.provider or "").lower(), filters.dedupe)
         body = self.cache.get(cache_key)
         if body is None:
-            body = json.dumps(self.by_url(url, filters).payload()).encode()
+            body = json.dumps(self._by_url(art, url, filters).payload()).encode()
             self.cache.put(cache_key, body)
         return body
 
     def by_url(self, url: str, filters: Filters) -> Answer:
-        try:
-            canonical_url(url)
-        except InvalidURL as exc:
-            raise ValueError(f"url: {exc}") from None
+        _checked_key(url)
+        return self._by_url(self.artifact, url, filters)
+
+    def _by_url(self, art: Artifact, url: str, filters: Filters) -> Answer:
         story_id = self.catalog.story_id_for(url)
         if story_id is None:
             raise NotFound(f"no story in the catalog for {url}")
         story = self.catalog.story(story_id)
-        art = self.artifact
         row = art.row_of(story_id)
         model = art.model
         if row is not None:
@@ -222,10 +227,11 @@ class Recommender:
             scores = np.asarray(art.top_scores[row])
             query_vec = csr_row(model.index_.full, row)
         else:  # imported after the last train: score it as a new article
-            ranking = model.rank_new(story.title, story.excerpt, _days(story.published),
-                                     story.provider_name, story.topics, k=MAX_K)
+            query = model.new_query(story.title, story.excerpt, _days(story.published),
+                                    story.provider_name, story.topics)
+            ranking = model.rank_queries(query, k=MAX_K)
             rows, scores = ranking.rows[0], ranking.scores[0]
-            query_vec = csr_row(model.text_.transform([story.title], [story.excerpt])[0], 0)
+            query_vec = csr_row(query.full, 0)
         curated = set(self.catalog.curated(story_id))
         related = self._select(art, rows, scores, filters, query_vec, story, curated,
                                skip={story_id})
@@ -236,13 +242,14 @@ class Recommender:
         art = self.artifact
         model = art.model
         published_iso = iso_utc(published) if published else None
-        ranking = model.rank_new(title, excerpt, _days(published_iso), None, (), k=MAX_K)
+        query = model.new_query(title, excerpt, _days(published_iso))
+        ranking = model.rank_queries(query, k=MAX_K)
         skip = set()
         if url:
             known = self.catalog.story_id_for(url)
             if known is not None:
                 skip.add(known)
-        query_vec = csr_row(model.text_.transform([title], [excerpt])[0], 0)
+        query_vec = csr_row(query.full, 0)
         related = self._select(art, ranking.rows[0], ranking.scores[0], filters, query_vec,
                                None, set(), skip=skip)
         article = {"url": url, "title": title, "excerpt": excerpt, "provider": None,
