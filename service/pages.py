@@ -76,13 +76,11 @@ def evaluation():
     report = json.loads(path.read_text())
     q = request.args.get("q", "").strip().lower()
     sort = request.args.get("sort", "recall_asc")
-    try:
-        catalog = recommender().catalog
-    except (ArtifactError, CatalogError):
-        from recommender.catalog import Catalog
-        catalog = Catalog(current_app.config["CATALOG"], readonly=True)
     ids = {i for row in report["queries"] for i in [row["id"], *row["curated"], *row["ours"]]}
-    stories = catalog.stories(sorted(ids))
+    try:
+        stories = recommender().catalog.stories(sorted(ids))
+    except CatalogError as exc:
+        return render_template("evaluation.html", report=None, error=str(exc)), 503
     rows = []
     for row in report["queries"]:
         query = stories.get(row["id"])

@@ -25,6 +25,22 @@ def test_evaluation_without_a_report_says_how_to_make_one(seeds_catalog, seeds_m
     assert client.get("/evaluation/recall.png").status_code == 404
 
 
+def test_evaluation_with_no_catalog_says_so(tmp_path):
+    from recommender.report import write_report
+    from service import create_app
+
+    report = {"counts": {"stories": 1, "queries": 2, "test_queries": 1},
+              "protocol": {"test_fraction": 0.2}, "queries": [
+                  {"id": 1, "curated": [2], "ours": [2], "recall@10": 1.0}],
+              "model": {"recall_curve": [1.0]}, "baseline": {"recall_curve": [0.5]}}
+    write_report(report, tmp_path / "evaluation")
+    client = create_app({"CATALOG": str(tmp_path / "missing.sqlite3"),
+                         "MODELS": str(tmp_path / "models"), "INSTANCE": str(tmp_path)}
+                        ).test_client()
+    r = client.get("/evaluation")
+    assert r.status_code == 503 and b"no catalog at" in r.data
+
+
 def test_links_to_a_preview_keep_deduplication_on(client):
     r = client.get("/stories?q=facial")
     assert b"dedupe=true" in r.data
