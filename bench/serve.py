@@ -41,7 +41,7 @@ HOST = "127.0.0.1"
 
 
 def _client(port: int, requests: list[tuple[str, str, bytes | None]], seconds: float,
-            out: list, seed: int) -> None:
+            out: list, seed: int, track_models: bool) -> None:
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     lat, errors, models = [], 0, set()
@@ -57,8 +57,8 @@ def _client(port: int, requests: list[tuple[str, str, bytes | None]], seconds: f
             lat.append(time.perf_counter() - start)
             if resp.status != 200:
                 errors += 1
-            elif b'"model"' in data[:64] or b'"model":' in data:
-                models.add(json.loads(data).get("model"))
+            elif track_models:  # the answer ends with "model": "<version>"}: read only that
+                models.add(json.loads(b"{" + data[data.rindex(b'"model"'):])["model"])
         except (OSError, http.client.HTTPException):
             errors += 1
             conn.close()
@@ -68,9 +68,10 @@ def _client(port: int, requests: list[tuple[str, str, bytes | None]], seconds: f
 
 
 def _load_process(args: tuple) -> tuple[list[float], int, list[str]]:
-    port, requests, seconds, threads, seed = args
+    port, requests, seconds, threads, seed, track_models = args
     out: list = []
-    ts = [threading.Thread(target=_client, args=(port, requests, seconds, out, seed * 100 + i))
+    ts = [threading.Thread(target=_client, args=(port, requests, seconds, out, seed * 100 + i,
+                                                 track_models))
           for i in range(threads)]
     for t in ts:
         t.start()
@@ -80,10 +81,12 @@ def _load_process(args: tuple) -> tuple[list[float], int, list[str]]:
     return lat, sum(o[1] for o in out), sorted({m for o in out for m in o[2] if m})
 
 
-def drive(port: int, requests: list, seconds: float, threads: int) -> dict:
-    """Closed-loop load from 2 processes; returns req/s, p50/p99 (ms), errors, models seen."""
+def drive(port: int, requests: list, seconds: float, threads: int,
+          track_models: bool = False) -> dict:
+    """Closed-loop load from 2 processes; returns req/s, p50/p99 (ms), errors, and with
+    `track_models` the model versions that answered."""
     with multiprocessing.get_context("fork").Pool(2) as pool:
-        results = pool.map(_load_process, [(port, requests, seconds, threads, s)
+        results = pool.map(_load_process, [(port, requests, seconds, threads, s, track_models)
                                            for s in range(2)])
     lat = np.array([x for r in results for x in r[0]])
     return {
@@ -181,9 +184,9 @@ def main() -> None:
 
                 t = threading.Thread(target=retrain)
                 t.start()
-                during = drive(args.port, gets, args.seconds, args.threads)
+                during = drive(args.port, gets, args.seconds, args.threads, track_models=True)
                 t.join()
-                after = drive(args.port, gets, 3, args.threads)
+                after = drive(args.port, gets, 3, args.threads, track_models=True)
                 report["retrain"] = {"before": before, "after": box.get("version"),
                                      "during": during, "failed_requests": during["errors"],
                                      "served_after": after["models"]}
