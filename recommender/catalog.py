@@ -1,15 +1,16 @@
 """Catalog storage: stories (one per canonical URL), their URL aliases and curated links.
 
-SQLite in WAL mode. Every write happens in a transaction that holds whole files only, so a
-process killed at any moment leaves a catalog that opens, passes `check`, and never holds an
-article without its links; the `files` table records each imported file's content hash in
-the same transaction, which is what lets a rerun skip finished work and finish the rest.
+A SQLite file (WAL mode) or a PostgreSQL database shared by several replicas; the same SQL
+runs on both (recommender.database holds the differences). Every write happens in a
+transaction that holds whole files only, so a process killed at any moment leaves a catalog
+that opens, passes `check`, and never holds an article without its links; the `files` table
+records each imported file's content hash in the same transaction, which is what lets a
+rerun skip finished work and finish the rest.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,13 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from . import database
+from .database import Database
 from .frontmatter import Article, Item
 from .urls import InvalidURL, canonical_url
 
 SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stories (
-    id INTEGER PRIMARY KEY,
+# `{id}` and `{int}` become each engine's integer types (recommender.database).
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS stories (
+    id {id},
     key TEXT NOT NULL UNIQUE,
     url TEXT NOT NULL,
     urls TEXT NOT NULL DEFAULT '{}',
@@ -34,36 +38,36 @@ CREATE TABLE IF NOT EXISTS stories (
     provider_domain TEXT,
     topics TEXT NOT NULL DEFAULT '[]',
     image TEXT,
-    quality INTEGER,
-    heat INTEGER,
+    quality {int},
+    heat {int},
     type TEXT,
     has_file INTEGER NOT NULL DEFAULT 0,
     file_rank TEXT,
-    changed_seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS aliases (
+    changed_seq {int} NOT NULL DEFAULT 0
+)""",
+    """CREATE TABLE IF NOT EXISTS aliases (
     key TEXT PRIMARY KEY,
-    story_id INTEGER NOT NULL REFERENCES stories(id)
-);
-CREATE INDEX IF NOT EXISTS aliases_story ON aliases(story_id);
-CREATE TABLE IF NOT EXISTS links (
-    source_id INTEGER NOT NULL REFERENCES stories(id),
-    target_id INTEGER NOT NULL REFERENCES stories(id),
+    story_id {int} NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS aliases_story ON aliases(story_id)",
+    """CREATE TABLE IF NOT EXISTS links (
+    source_id {int} NOT NULL,
+    target_id {int} NOT NULL,
     position INTEGER NOT NULL,
     PRIMARY KEY (source_id, target_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS links_target ON links(target_id);
-CREATE TABLE IF NOT EXISTS files (
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS links_target ON links(target_id)",
+    """CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT PRIMARY KEY,
     path TEXT NOT NULL,
-    story_id INTEGER REFERENCES stories(id),
-    seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
+    story_id {int},
+    seq {int} NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
-);
-"""
+)""",
+]
 
 STORY_COLUMNS = (
     "id, key, url, urls, title, excerpt, published, provider_name, provider_domain, topics, "
@@ -150,31 +154,30 @@ def _rank(item: Item, seq: int) -> str:
 
 
 class Catalog:
-    """A SQLite catalog file. Use as a context manager or call `close()`."""
+    """A catalog: a SQLite file or a `postgresql://` URL. Use as a context manager."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
-        self.path = str(path)
-        if not readonly:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        elif not Path(self.path).exists():
-            raise CatalogError(f"no catalog at {self.path} (run `recommender import` first)")
-        uri = f"file:{Path(self.path).resolve()}{'?mode=ro' if readonly else ''}"
+    def __init__(self, location: str | Path, *, readonly: bool = False) -> None:
+        self.location = str(location)
+        self.path = database.display(self.location)  # what messages name
+        self._merges = 0
         try:
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db = database.connect(self.location, readonly=readonly)
+        except database.DatabaseError as exc:
+            raise CatalogError(str(exc)) from None
+        try:
             if not readonly:
-                self.db.execute("PRAGMA journal_mode = WAL")
-                self.db.execute("PRAGMA synchronous = NORMAL")
-                self.db.executescript(SCHEMA)
+                self.db.create_schema(SCHEMA)
                 self._check_schema_version()
-        except sqlite3.DatabaseError as exc:
+            elif not self.db.has_schema():
+                raise CatalogError(f"no catalog at {self.path} (run `recommender import` first)")
+        except self.db.errors as exc:
+            self.db.close()
             raise CatalogError(f"{self.path}: not a usable catalog ({exc})") from None
 
     def _check_schema_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
         if row is None:
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING",
                             (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise CatalogError(f"{self.path}: schema {row[0]} is newer than this program's")
@@ -189,15 +192,15 @@ class Catalog:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; rolled back on any exception, so writes are all-or-none."""
-        self.db.execute("BEGIN IMMEDIATE")
+    def transaction(self) -> Iterator[Catalog]:
+        """One writer at a time; rolled back on any exception, so writes are all-or-none."""
+        self.db.begin_write()
         try:
-            yield self.db
+            yield self
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.rollback()
             raise
-        self.db.execute("COMMIT")
+        self.db.commit()
 
     # -- import ---------------------------------------------------------------------------
 
@@ -213,7 +216,8 @@ class Catalog:
 
     def add_files(self, batch: list[tuple[Article, str]], counts: ImportCounts) -> None:
         """Import parsed files (article, content sha256) in one transaction."""
-        with self.transaction() as db:
+        db = self.db
+        with self.transaction(), db.pipeline():
             row = db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
             seq = int(row[0]) if row else 0
             for article, digest in batch:
@@ -225,18 +229,20 @@ class Catalog:
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
                 db.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
                            (digest, article.path, story_id, seq))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(seq),))
+            db.execute("INSERT INTO meta VALUES ('seq', ?) ON CONFLICT (name)"
+                       " DO UPDATE SET value = excluded.value", (str(seq),))
 
-    def _add_article(self, db: sqlite3.Connection, article: Article, seq: int) -> tuple[int, str]:
+    def _add_article(self, db: Database, article: Article, seq: int) -> tuple[int, str]:
         item = article.item
         rank = _rank(item, seq)
-        self._resolve(db, item, seq, prefer=item.key)
-        for rel in article.related:
-            self._resolve(db, rel, seq, prefer=rel.key)
-        # Resolving related items may merge stories (an item named by two stories' URLs),
-        # so ids are looked up again once all are in place.
-        story_id = self._id_of(db, item.key)
-        targets = [self._id_of(db, rel.key) for rel in article.related]
+        merges = self._merges
+        story_id = self._resolve(db, item, seq, prefer=item.key)
+        targets = [self._resolve(db, rel, seq, prefer=rel.key) for rel in article.related]
+        if self._merges != merges:
+            # A related item merged stories (it was named by two stories' URLs), so ids
+            # returned before the merge may be gone: look them up again, now all are in place.
+            story_id = self._id_of(db, item.key)
+            targets = [self._id_of(db, rel.key) for rel in article.related]
         has_file, file_rank = db.execute(
             "SELECT has_file, file_rank FROM stories WHERE id = ?", (story_id,)).fetchone()
         if has_file and file_rank >= rank:
@@ -266,21 +272,21 @@ class Catalog:
         db.executemany("INSERT INTO links VALUES (?, ?, ?)", rows)
         return story_id, ("updated" if has_file else "imported")
 
-    def _resolve(self, db: sqlite3.Connection, item: Item, seq: int, prefer: str) -> int:
+    def _resolve(self, db: Database, item: Item, seq: int, prefer: str) -> int:
         """The story for `item` (by any of its URLs), created or gap-filled as needed."""
         keys = sorted(item.keys())
         marks = ",".join("?" * len(keys))
         found = sorted({r[0] for r in db.execute(
             f"SELECT story_id FROM aliases WHERE key IN ({marks})", keys)})
         if not found:
-            cur = db.execute(
+            story_id = db.execute(
                 "INSERT INTO stories (key, url, urls, title, excerpt, published, provider_name,"
                 " provider_domain, topics, image, quality, heat, type, changed_seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (prefer, _display_url(item), json.dumps(item.urls, sort_keys=True), item.title,
                  item.excerpt, item.published, item.provider_name, item.provider_domain,
-                 json.dumps(item.topics), item.image, item.quality, item.heat, item.type, seq))
-            story_id = cur.lastrowid
+                 json.dumps(item.topics), item.image, item.quality, item.heat, item.type, seq)
+            ).fetchone()[0]
         else:
             story_id = found[0]
             for other in found[1:]:
@@ -294,22 +300,25 @@ class Catalog:
                 " WHERE id = ? AND has_file = 0",
                 (item.excerpt, item.published, item.provider_name, item.provider_domain,
                  item.image, item.quality, item.type, story_id))
-        db.executemany("INSERT OR IGNORE INTO aliases VALUES (?, ?)",
+        db.executemany("INSERT INTO aliases VALUES (?, ?) ON CONFLICT DO NOTHING",
                        [(k, story_id) for k in keys])
         return story_id
 
     @staticmethod
-    def _id_of(db: sqlite3.Connection, key: str) -> int:
+    def _id_of(db: Database, key: str) -> int:
         return db.execute("SELECT story_id FROM aliases WHERE key = ?", (key,)).fetchone()[0]
 
-    def _merge(self, db: sqlite3.Connection, a: int, b: int, seq: int) -> int:
+    def _merge(self, db: Database, a: int, b: int, seq: int) -> int:
         """Two stories turned out to be one (an article's URLs named both): keep one."""
         ranks = {sid: db.execute("SELECT has_file, COALESCE(file_rank, '') FROM stories"
                                  " WHERE id = ?", (sid,)).fetchone() for sid in (a, b)}
         keep, drop = (a, b) if ranks[a] >= ranks[b] else (b, a)
+        self._merges += 1
         db.execute("UPDATE aliases SET story_id = ? WHERE story_id = ?", (keep, drop))
         db.execute("UPDATE files SET story_id = ? WHERE story_id = ?", (keep, drop))
-        db.execute("UPDATE OR IGNORE links SET target_id = ? WHERE target_id = ?", (keep, drop))
+        # Lists that named the dropped story now name the kept one, unless they already do.
+        db.execute("INSERT INTO links SELECT source_id, ?, position FROM links"
+                   " WHERE target_id = ? ON CONFLICT DO NOTHING", (keep, drop))
         db.execute("DELETE FROM links WHERE target_id = ? OR source_id = ?", (drop, drop))
         db.execute("DELETE FROM links WHERE source_id = target_id")
         db.execute("DELETE FROM stories WHERE id = ?", (drop,))
@@ -353,7 +362,7 @@ class Catalog:
         where = " AND ".join("lower(title) LIKE ?" for _ in words)
         rows = self.db.execute(
             f"SELECT {STORY_COLUMNS} FROM stories WHERE {where}"
-            " ORDER BY published DESC, id LIMIT ?", [f"%{w}%" for w in words] + [limit])
+            " ORDER BY published DESC NULLS LAST, id LIMIT ?", [f"%{w}%" for w in words] + [limit])
         return [Story.from_row(r) for r in rows]
 
     def curated(self, story_id: int) -> list[int]:
@@ -367,7 +376,7 @@ class Catalog:
 
     def snapshot(self) -> Snapshot:
         """Everything training needs, read in one consistent transaction."""
-        self.db.execute("BEGIN")
+        self.db.begin_read()
         try:
             rows = self.db.execute(
                 "SELECT id, key, title, excerpt, published, provider_name, topics, has_file,"
@@ -377,7 +386,7 @@ class Catalog:
             ).fetchall()
             max_seq = self.max_seq()
         finally:
-            self.db.execute("COMMIT")
+            self.db.commit()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         published_text = [r[4] for r in rows]
         published = np.array(
@@ -407,7 +416,7 @@ class Catalog:
         lo, hi = q("SELECT MIN(published), MAX(published) FROM stories").fetchone()
         return {
             "stories": q("SELECT COUNT(*) FROM stories").fetchone()[0],
-            "stories_with_file": q("SELECT COUNT(*) FROM stories WHERE has_file").fetchone()[0],
+            "stories_with_file": q("SELECT COUNT(*) FROM stories WHERE has_file = 1").fetchone()[0],
             "curated_lists": q("SELECT COUNT(DISTINCT source_id) FROM links").fetchone()[0],
             "links": q("SELECT COUNT(*) FROM links").fetchone()[0],
             "providers": q("SELECT COUNT(DISTINCT provider_name) FROM stories").fetchone()[0],
@@ -420,7 +429,7 @@ class Catalog:
     def check(self) -> list[str]:
         """Integrity problems, one sentence each; empty when the catalog is sound."""
         q = self.db.execute
-        problems = [f"sqlite: {r[0]}" for r in q("PRAGMA integrity_check") if r[0] != "ok"]
+        problems = self.db.integrity()
         if problems:
             return problems
         checks = [

@@ -22,8 +22,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _catalog_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalog", metavar="PATH",
-                   help="catalog file (env RECOMMENDER_CATALOG; default instance/catalog.sqlite3)")
+    p.add_argument("--catalog", metavar="PATH|URL",
+                   help="SQLite catalog file or postgresql:// URL (env RECOMMENDER_CATALOG; "
+                   "default instance/catalog.sqlite3)")
 
 
 def _err(message: str) -> None:
@@ -161,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_stats)
 
     p = sub.add_parser("check", help="verify the catalog's integrity",
-                       description="Check the catalog: SQLite integrity, links whose ends "
-                       "exist, URL aliases that resolve. Exit 1 with the reasons when not sound.")
+                       description="Check the catalog: the engine's integrity check, links "
+                       "whose ends exist, URL aliases that resolve. Exit 1 with the reasons "
+                       "when not sound.")
     _catalog_flag(p)
     p.set_defaults(handler=cmd_check)
 

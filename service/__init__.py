@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from recommender import settings
+from recommender import database, settings
 
 MAX_BODY = 64 * 1024
 
@@ -58,6 +58,11 @@ def _install_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
+        if database.is_unavailable(exc):
+            app.logger.warning("catalog unavailable on %s %s: %s", request.method,
+                               request.path, exc)
+            return jsonify(error="catalog_unavailable",
+                           message="the catalog database did not answer; retry"), 503
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         return jsonify(error="internal_error", message="internal error; see the server log"), 500
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from recommender import database
 from recommender.artifact import ArtifactError
 from recommender.catalog import CatalogError
 
@@ -27,4 +28,8 @@ def readyz():
         stories = rec.catalog.db.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
     except (ArtifactError, CatalogError) as exc:
         return jsonify(status="unavailable", message=str(exc)), 503
+    except Exception as exc:
+        if not database.is_unavailable(exc):
+            raise
+        return jsonify(status="unavailable", message=f"catalog: {exc}"), 503
     return jsonify(status="ready", model=version, stories=stories)

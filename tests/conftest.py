@@ -26,12 +26,38 @@ def corpus() -> Path:
     return CORPUS
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session; required in CI, skipped (visibly) without."""
+    from postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_catalog(request, tmp_path: Path):
+    """Makes fresh, empty catalog locations on the test's engine: the catalog suite runs on
+    both SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        made = iter(range(1_000_000))
+        return lambda: str(tmp_path / "instance" / f"catalog{next(made)}.sqlite3")
+    return request.getfixturevalue("postgres").new_database
+
+
 @pytest.fixture
-def catalog_path(tmp_path: Path) -> Path:
-    return tmp_path / "instance" / "catalog.sqlite3"
+def catalog_location(new_catalog) -> str:
+    return new_catalog()
 
 
-def run_cli(*args: str, catalog: Path | None = None, env: dict | None = None,
+def run_cli(*args: str, catalog: Path | str | None = None, env: dict | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m recommender ...` as a user would, in a real subprocess."""
     full_env = {**os.environ, **(env or {})}

@@ -1,11 +1,11 @@
-"""Import into a real SQLite catalog: identity, merge rules, idempotence, bad input, crashes."""
+"""Import into a real catalog, SQLite and PostgreSQL alike: identity, merge rules,
+idempotence, bad input, crashes."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,14 +15,14 @@ import synthetic
 from badfiles import GOOD, write_bad_files
 from conftest import ROOT, SEEDS, run_cli
 
-from recommender.catalog import Catalog
+from recommender.catalog import Catalog, CatalogError
 from recommender.frontmatter import parse_file
 from recommender.importer import import_paths
 
 
-def _import(catalog_path: Path, *paths, workers: int = 1):
+def _import(location: str, *paths, workers: int = 1):
     errors: list[tuple[str, str]] = []
-    with Catalog(catalog_path) as catalog:
+    with Catalog(location) as catalog:
         counts = import_paths(catalog, list(paths), on_error=lambda p, r: errors.append((p, r)),
                               workers=workers)
         return counts, errors, catalog.stats()
@@ -41,11 +41,20 @@ def _article(path: Path, title: str, url: str, published: str, related=(), **ext
     return path
 
 
-def test_seeds_give_one_story_per_article_and_distinct_related_item(catalog_path):
-    result = run_cli("import", str(SEEDS), catalog=catalog_path)
+def _dump(location: str) -> dict[str, list[tuple]]:
+    """Every row of every table, in a stable order: equal dumps mean equal catalogs."""
+    order = {"stories": "id", "aliases": "key", "links": "source_id, target_id",
+             "files": "sha256", "meta": "name"}
+    with Catalog(location, readonly=True) as catalog:
+        return {t: [tuple(r) for r in catalog.db.execute(f"SELECT * FROM {t} ORDER BY {o}")]
+                for t, o in order.items()}
+
+
+def test_seeds_give_one_story_per_article_and_distinct_related_item(catalog_location):
+    result = run_cli("import", str(SEEDS), catalog=catalog_location)
     assert result.returncode == 0, result.stderr
     assert "imported 5, updated 0, unchanged 0, skipped 0" in result.stdout
-    stats = json.loads(run_cli("stats", "--json", catalog=catalog_path).stdout)
+    stats = json.loads(run_cli("stats", "--json", catalog=catalog_location).stdout)
     articles = [parse_file(p) for p in sorted(SEEDS.iterdir())]
     own = {a.item.key for a in articles}
     related = {r.key for a in articles for r in a.related} - own
@@ -55,11 +64,11 @@ def test_seeds_give_one_story_per_article_and_distinct_related_item(catalog_path
     assert stats["links"] == sum(len({r.key for r in a.related}) for a in articles)
 
 
-def test_every_url_variant_of_a_seed_resolves_to_its_story(catalog_path):
-    _import(catalog_path, SEEDS)
+def test_every_url_variant_of_a_seed_resolves_to_its_story(catalog_location):
+    _import(catalog_location, SEEDS)
     article = parse_file(next(SEEDS.glob("000_*.txt")))
     fox = article.related[0]
-    with Catalog(catalog_path) as catalog:
+    with Catalog(catalog_location) as catalog:
         ids = {catalog.story_id_for(u) for u in fox.urls.values()}
         ids.add(catalog.story_id_for(fox.urls["webUrl"] + "?utm_source=x&fbclid=y"))
         ids.add(catalog.story_id_for(fox.urls["webUrl"].replace("https://www.foxnews.com",
@@ -68,14 +77,15 @@ def test_every_url_variant_of_a_seed_resolves_to_its_story(catalog_path):
         assert catalog.story_id_for("https://nowhere.example/none") is None
 
 
-def test_own_file_wins_over_related_list_fields(tmp_path, catalog_path):
+def test_own_file_wins_over_related_list_fields(tmp_path, catalog_location, new_catalog):
     _article(tmp_path / "a.md", "Lister story", "https://x.example/a", "2021-01-01T00:00:00Z",
              related=[("Title as a list saw it", "https://x.example/b?utm_source=feed")])
     _article(tmp_path / "b.md", "Title from its own file", "https://www.x.example/b/",
              "2021-01-02T00:00:00Z", excerpt="own excerpt")
-    _import(catalog_path, tmp_path / "a.md", tmp_path / "b.md")
-    _import(catalog_path.with_name("reverse.sqlite3"), tmp_path / "b.md", tmp_path / "a.md")
-    for path in (catalog_path, catalog_path.with_name("reverse.sqlite3")):
+    _import(catalog_location, tmp_path / "a.md", tmp_path / "b.md")
+    reverse = new_catalog()
+    _import(reverse, tmp_path / "b.md", tmp_path / "a.md")
+    for path in (catalog_location, reverse):
         with Catalog(path) as catalog:
             b = catalog.story(catalog.story_id_for("https://x.example/b"))
             assert b.title == "Title from its own file" and b.excerpt == "own excerpt"
@@ -85,13 +95,13 @@ def test_own_file_wins_over_related_list_fields(tmp_path, catalog_path):
             assert catalog.stats()["stories"] == 2
 
 
-def test_newest_file_replaces_the_curated_list(tmp_path, catalog_path):
+def test_newest_file_replaces_the_curated_list(tmp_path, new_catalog):
     old = _article(tmp_path / "old.md", "Story v1", "https://x.example/s", "2021-01-01T00:00:00Z",
                    related=[("One", "https://x.example/1"), ("Two", "https://x.example/2")])
     new = _article(tmp_path / "new.md", "Story v2", "https://x.example/s", "2021-01-05T00:00:00Z",
                    related=[("Three", "https://x.example/3"), ("One", "https://x.example/1")])
     for order in ([old, new], [new, old]):
-        path = catalog_path.with_name(f"{order[0].stem}.sqlite3")
+        path = new_catalog()
         counts, _, _ = _import(path, *order)
         with Catalog(path) as catalog:
             story = catalog.story(catalog.story_id_for("https://x.example/s"))
@@ -102,22 +112,22 @@ def test_newest_file_replaces_the_curated_list(tmp_path, catalog_path):
             assert catalog.check() == []
 
 
-def test_same_date_later_import_wins(tmp_path, catalog_path):
+def test_same_date_later_import_wins(tmp_path, catalog_location):
     a = _article(tmp_path / "a.md", "First", "https://x.example/s", "2021-01-01T00:00:00Z")
     b = _article(tmp_path / "b.md", "Second", "https://x.example/s", "2021-01-01T00:00:00Z")
-    counts, _, _ = _import(catalog_path, a, b)
+    counts, _, _ = _import(catalog_location, a, b)
     assert (counts.imported, counts.updated) == (1, 1)
-    with Catalog(catalog_path) as catalog:
+    with Catalog(catalog_location) as catalog:
         assert catalog.story(catalog.story_id_for("https://x.example/s")).title == "Second"
 
 
-def test_urls_of_one_article_merge_stories_seen_apart(tmp_path, catalog_path):
+def test_urls_of_one_article_merge_stories_seen_apart(tmp_path, catalog_location):
     _article(tmp_path / "a.md", "A", "https://x.example/a", "2021-01-01T00:00:00Z",
              related=[("Known by its original URL", "https://orig.example/b")])
     _article(tmp_path / "b.md", "B", "https://x.example/b", "2021-01-02T00:00:00Z",
              originalUrl='"https://orig.example/b"')
-    _import(catalog_path, tmp_path / "a.md", tmp_path / "b.md")
-    with Catalog(catalog_path) as catalog:
+    _import(catalog_location, tmp_path / "a.md", tmp_path / "b.md")
+    with Catalog(catalog_location) as catalog:
         b = catalog.story_id_for("https://x.example/b")
         assert catalog.story_id_for("https://orig.example/b") == b
         assert catalog.curated(catalog.story_id_for("https://x.example/a")) == [b]
@@ -125,35 +135,33 @@ def test_urls_of_one_article_merge_stories_seen_apart(tmp_path, catalog_path):
         assert catalog.check() == []
 
 
-def test_importing_twice_changes_nothing(tmp_path, catalog_path):
+def test_importing_twice_changes_nothing(tmp_path, catalog_location):
     corpus = synthetic.generate(400, seed=3)
     synthetic.write_files(corpus, tmp_path / "files", seed=3)
-    first, _, stats1 = _import(catalog_path, tmp_path / "files", workers=2)
-    with sqlite3.connect(catalog_path) as db:
-        dump1 = list(db.iterdump())
-    second, _, stats2 = _import(catalog_path, tmp_path / "files", workers=2)
-    with sqlite3.connect(catalog_path) as db:
-        dump2 = list(db.iterdump())
+    first, _, stats1 = _import(catalog_location, tmp_path / "files", workers=2)
+    dump1 = _dump(catalog_location)
+    second, _, stats2 = _import(catalog_location, tmp_path / "files", workers=2)
+    dump2 = _dump(catalog_location)
     assert stats1 == stats2 and dump1 == dump2
     assert second.unchanged == first.imported + first.updated + first.unchanged
     assert second.imported == second.updated == 0
 
 
-def test_pool_and_in_process_imports_agree(tmp_path):
+def test_pool_and_in_process_imports_agree(tmp_path, new_catalog):
     corpus = synthetic.generate(900, seed=5)
     synthetic.write_files(corpus, tmp_path / "files", seed=5)
-    results = [_import(tmp_path / f"{w}.sqlite3", tmp_path / "files", workers=w) for w in (1, 2)]
+    results = [_import(new_catalog(), tmp_path / "files", workers=w) for w in (1, 2)]
     assert results[0][2] == results[1][2]
     assert results[0][1] == results[1][1]  # same bad files, same reasons, same order
 
 
-def test_bad_files_are_named_and_the_rest_imported(tmp_path, catalog_path):
+def test_bad_files_are_named_and_the_rest_imported(tmp_path, catalog_location):
     folder = tmp_path / "mixed"
     expected = write_bad_files(folder)
     for seed in SEEDS.iterdir():
         (folder / seed.name).write_bytes(seed.read_bytes())
     started = time.monotonic()
-    result = run_cli("import", str(folder), catalog=catalog_path)
+    result = run_cli("import", str(folder), catalog=catalog_location)
     assert time.monotonic() - started < 60
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -162,52 +170,51 @@ def test_bad_files_are_named_and_the_rest_imported(tmp_path, catalog_path):
         assert any(line.startswith(f"{path}: ") and words in line for line in lines), path
     assert "imported 5, updated 0, unchanged 0, skipped 9" in result.stdout
     assert "Traceback" not in result.stderr
-    stats = json.loads(run_cli("stats", "--json", catalog=catalog_path).stdout)
+    stats = json.loads(run_cli("stats", "--json", catalog=catalog_location).stdout)
     assert stats["curated_lists"] == 5
 
 
-def test_cli_exit_codes(tmp_path, catalog_path):
+def test_cli_exit_codes(tmp_path, catalog_location, new_catalog):
     good = tmp_path / "good.md"
     good.write_text(GOOD)
-    assert run_cli("import", str(good), catalog=catalog_path).returncode == 0
-    missing = run_cli("import", str(tmp_path / "nope"), catalog=catalog_path)
+    assert run_cli("import", str(good), catalog=catalog_location).returncode == 0
+    missing = run_cli("import", str(tmp_path / "nope"), catalog=catalog_location)
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
-    assert run_cli("import", catalog=catalog_path).returncode == 2  # no PATH: usage error
-    assert run_cli("check", catalog=catalog_path).returncode == 0
-    absent = run_cli("stats", catalog=tmp_path / "absent.sqlite3")
+    assert run_cli("import", catalog=catalog_location).returncode == 2  # no PATH: usage error
+    assert run_cli("check", catalog=catalog_location).returncode == 0
+    absent = run_cli("stats", catalog=new_catalog())  # nothing imported there yet
     assert absent.returncode == 1 and "no catalog at" in absent.stderr
     for command in ("import", "stats", "check"):
         assert run_cli(command, "--help").returncode == 0
 
 
-def test_check_reports_a_broken_catalog(tmp_path, catalog_path):
-    _import(catalog_path, SEEDS)
-    with sqlite3.connect(catalog_path) as db:
-        db.execute("INSERT INTO links VALUES (1, 999999, 0)")
-    result = run_cli("check", catalog=catalog_path)
+def test_check_reports_a_broken_catalog(tmp_path, catalog_location):
+    _import(catalog_location, SEEDS)
+    with Catalog(catalog_location) as catalog:
+        catalog.db.execute("INSERT INTO links VALUES (1, 999999, 0)")
+    result = run_cli("check", catalog=catalog_location)
     assert result.returncode == 1
     assert "1 links whose target story does not exist" in result.stderr
 
 
-def test_sigkill_mid_import_leaves_whole_files_and_a_rerun_finishes(tmp_path, catalog_path):
+def test_sigkill_mid_import_leaves_whole_files_and_a_rerun_finishes(tmp_path, new_catalog):
     corpus = synthetic.generate(4000, seed=11)
     synthetic.write_files(corpus, tmp_path / "files", broken_fraction=0, seed=11)
-    clean = tmp_path / "clean.sqlite3"
+    catalog_location, clean = new_catalog(), new_catalog()
     _, _, clean_stats = _import(clean, tmp_path / "files", workers=2)
 
-    env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog_path)}
+    env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog_location)}
     proc = subprocess.Popen([sys.executable, "-m", "recommender", "import", "-q",
                              str(tmp_path / "files")], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     committed = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if catalog_path.exists():
-            try:
-                with sqlite3.connect(catalog_path, timeout=1) as db:
-                    committed = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-            except sqlite3.OperationalError:
-                pass
+        try:
+            with Catalog(catalog_location, readonly=True) as catalog:
+                committed = catalog.stats()["files"]
+        except CatalogError:
+            pass  # the importer has not created the catalog yet
         if committed >= 500:
             break
         time.sleep(0.02)
@@ -215,29 +222,29 @@ def test_sigkill_mid_import_leaves_whole_files_and_a_rerun_finishes(tmp_path, ca
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the import finished before it could be killed"
 
-    check = run_cli("check", catalog=catalog_path)
+    check = run_cli("check", catalog=catalog_location)
     assert check.returncode == 0, check.stderr
-    with Catalog(catalog_path) as partial, Catalog(clean) as full:
+    with Catalog(catalog_location) as partial, Catalog(clean) as full:
         n_files = partial.stats()["files"]
         assert 0 < n_files < clean_stats["files"]
         # Every article the partial catalog holds has exactly the links the full import gives.
-        rows = partial.db.execute("SELECT key, id FROM stories WHERE has_file").fetchall()
+        rows = partial.db.execute("SELECT key, id FROM stories WHERE has_file = 1").fetchall()
         for key, story_id in rows:
             got = [partial.story(t).key for t in partial.curated(story_id)]
             want = [full.story(t).key for t in full.curated(full.story_id_for("https://" + key))]
             assert got == want, key
 
-    rerun = run_cli("import", "-q", str(tmp_path / "files"), catalog=catalog_path)
+    rerun = run_cli("import", "-q", str(tmp_path / "files"), catalog=catalog_location)
     assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(run_cli("stats", "--json", catalog=catalog_path).stdout) == clean_stats
+    assert json.loads(run_cli("stats", "--json", catalog=catalog_location).stdout) == clean_stats
 
 
-def test_shared_corpus_imports_cleanly_and_idempotently(corpus, catalog_path):
-    first = run_cli("import", "-q", str(corpus), catalog=catalog_path)
+def test_shared_corpus_imports_cleanly_and_idempotently(corpus, catalog_location):
+    first = run_cli("import", "-q", str(corpus), catalog=catalog_location)
     assert first.returncode == 0, first.stderr[-2000:]
-    stats1 = run_cli("stats", "--json", catalog=catalog_path).stdout
-    second = run_cli("import", "-q", str(corpus), catalog=catalog_path)
+    stats1 = run_cli("stats", "--json", catalog=catalog_location).stdout
+    second = run_cli("import", "-q", str(corpus), catalog=catalog_location)
     assert second.returncode == 0
     assert "imported 0, updated 0" in second.stdout
-    assert run_cli("stats", "--json", catalog=catalog_path).stdout == stats1
+    assert run_cli("stats", "--json", catalog=catalog_location).stdout == stats1
     assert json.loads(stats1)["curated_lists"] >= 2488

@@ -12,9 +12,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, SEEDS, free_port, run_cli
 from test_service import FOX, FOX_VARIANTS, SEED
 
 from recommender import artifact
@@ -36,6 +37,33 @@ def fetch(base: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
+def start_server(env: dict, log_path: Path, workers: int = 2) -> tuple[str, subprocess.Popen]:
+    """`recommender serve` in a real subprocess on a free loopback port, once ready."""
+    port = free_port()
+    log = open(log_path, "wb")  # noqa: SIM115 - a pipe nobody reads would fill
+    proc = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--port", str(port),
+                             "--workers", str(workers)], env={**os.environ, **env}, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if fetch(base, "/readyz")[0] == 200:
+                return base, proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail("server did not become ready: " + log_path.read_text()[-2000:])
+        time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
 @pytest.fixture
 def live(seeds_catalog, seeds_models, tmp_path):
     """`recommender serve` with 2 workers on a private copy of the seeds catalog and models."""
@@ -43,29 +71,10 @@ def live(seeds_catalog, seeds_models, tmp_path):
     shutil.copy(seeds_catalog, catalog)
     models = tmp_path / "models"
     shutil.copytree(seeds_models, models, symlinks=True)
-    port = free_port()
-    env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog), "RECOMMENDER_MODELS": str(models)}
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - a pipe nobody reads would fill
-    proc = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--port", str(port),
-                             "--workers", "2"], env=env, cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if fetch(base, "/readyz")[0] == 200:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("server did not become ready: "
-                        + (tmp_path / "serve.log").read_text()[-2000:])
-        time.sleep(0.1)
+    base, proc = start_server({"RECOMMENDER_CATALOG": str(catalog),
+                               "RECOMMENDER_MODELS": str(models)}, tmp_path / "serve.log")
     yield base, catalog, models
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    stop_server(proc)
 
 
 def test_real_socket_get_post_and_variants(live):
@@ -175,3 +184,46 @@ def test_a_fresh_worker_facing_a_damaged_current_serves_the_newest_sound_version
     client = create_app({"CATALOG": str(seeds_catalog), "MODELS": str(models)}).test_client()
     r = client.get("/v1/related", query_string={"url": SEED})
     assert r.status_code == 200 and r.get_json()["model"] == good
+
+
+def test_two_replicas_on_one_postgres_catalog_serve_what_either_imports(postgres, tmp_path):
+    catalog = postgres.new_database()
+    models = tmp_path / "models"
+    env = {"RECOMMENDER_CATALOG": catalog, "RECOMMENDER_MODELS": str(models)}
+    assert run_cli("import", "-q", str(SEEDS), env=env).returncode == 0
+    trained = run_cli("train", env=env)
+    assert trained.returncode == 0, trained.stderr
+    replicas = [start_server(env, tmp_path / f"replica{i}.log", workers=1) for i in (1, 2)]
+    try:
+        bases = [base for base, _ in replicas]
+        for i, via in enumerate(bases):
+            # A new article, imported next to one replica (its own host would run this).
+            url = f"https://news.example/replica-{i}/facial-recognition-schools"
+            (tmp_path / f"new{i}.md").write_text(
+                f'---\ntitle: "Schools pause facial recognition, replica {i}"\n'
+                f'excerpt: "Districts halt facial recognition cameras in schools."\n'
+                f"publishedDateTime: 2020-08-0{i + 1}T10:00:00Z\nwebUrl: {url}\n---\n")
+            imported = run_cli("import", "-q", str(tmp_path / f"new{i}.md"), env=env)
+            assert imported.returncode == 0, imported.stderr
+            answers = [fetch(base, "/v1/related?k=3&url=" + urllib.request.quote(url, safe=""))
+                       for base in bases]
+            for status, body in answers:
+                assert status == 200, body
+                assert body["article"]["url"] == url
+                assert len(body["related"]) == 3
+            assert answers[0][1] == answers[1][1], f"replicas disagree on what {via} imported"
+        # The database drops every connection (a restart, a failover): replicas reconnect
+        # without failing a request.
+        import psycopg
+        with psycopg.connect(postgres.url(), autocommit=True) as admin:
+            dropped = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s", (urlsplit(catalog).path.lstrip("/"),)).fetchone()[0]
+        assert dropped >= 2  # at least one connection per replica was cut
+        for base in bases:
+            for _ in range(12):
+                status, body = fetch(base, "/v1/related?url=" + urllib.request.quote(SEED, safe=""))
+                assert status == 200, body
+    finally:
+        for _, proc in replicas:
+            stop_server(proc)
