@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # importing the model pulls in scikit-learn (and OpenMP); cal
 MANIFEST = "manifest.json"
 CURRENT = "current"
 KEEP_VERSIONS = 3
-FORMAT = 1
+FORMAT = 2  # 2: search parameters in the model (query_terms, max_postings)
 
 
 class ArtifactError(RuntimeError):
@@ -209,10 +209,15 @@ def load(models_dir: Path, version: str | None = None, *, mmap: bool = True) -> 
         raise ArtifactError(f"no trained model in {models_dir} (run `recommender train`)")
     path = models_dir / name
     manifest = read_manifest(models_dir, name)
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{name}: model format {manifest.get('format')}, this program reads "
+                            f"format {FORMAT} (run `recommender train`)")
     verify(path, manifest)
+    # Memory-mapped, the arrays (TF-IDF matrices, postings, trees, rankings) live once in the
+    # page cache and every worker process on the machine shares them.
     mode = "r" if mmap else None
     try:
-        model = joblib.load(path / "model.joblib")
+        model = joblib.load(path / "model.joblib", mmap_mode=mode)
         arrays = {n: np.load(path / f"{n}.npy", mmap_mode=mode)
                   for n in ("ids", "top_rows", "top_scores")}
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad artifact

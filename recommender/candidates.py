@@ -24,6 +24,7 @@ FEATURES = (
     "rank_recent", "quality", "heat", "topic_match",
 )
 RECENT_DAYS = 7.0  # half-weight gap for the recency-weighted text score
+MIN_POSTINGS_CAP = 1000  # search skips a query term only when more stories than this hold it
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Index:
         self.topics = (sp.diags(own.astype(np.float32)) @ self.topics
                        + sp.diags((~own).astype(np.float32)) @ inherited).tocsr()
         self.full_t = self.full.T.tocsr()
+        self.doc_freq = np.diff(self.full_t.indptr)
         self.title_t = self.title.T.tocsr()
         self.graph_t = self.graph.T.tocsr()
         self.in_degree = np.asarray(self.graph.sum(axis=0)).ravel().astype(np.float32)
@@ -154,10 +156,13 @@ def _rank_within(query: np.ndarray, key: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _prune(m: sp.csr_matrix, terms: int) -> sp.csr_matrix:
-    """Keep each row's `terms` heaviest entries: the more-like-this trick that keeps search
-    cost proportional to rare terms' postings instead of the whole catalog."""
+def _prune(m: sp.csr_matrix, terms: int, too_common: np.ndarray | None = None) -> sp.csr_matrix:
+    """Keep each row's `terms` heaviest entries, none of them `too_common` (a bool mask over
+    columns): the more-like-this trick that keeps search cost proportional to the postings
+    of distinctive terms instead of the whole catalog."""
     m = m.tocsr(copy=True)
+    if too_common is not None:
+        m.data[too_common[m.indices]] = 0
     for i in range(m.shape[0]):
         lo, hi = m.indptr[i], m.indptr[i + 1]
         if hi - lo > terms:
@@ -178,11 +183,18 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def generate(index: Index, q: Queries, *, n_text: int = 100, n_date: int = 60,
-             n_graph: int = 60, n_voters: int = 30, query_terms: int = 40) -> Pairs:
-    """Candidates and their evidence for every query of the batch; O(postings), not O(N)."""
+             n_graph: int = 60, n_voters: int = 30, query_terms: int = 40,
+             max_postings: float = 1.0) -> Pairs:
+    """Candidates and their evidence for every query of the batch; O(postings), not O(N).
+
+    Text search uses each query's `query_terms` heaviest terms among those held by at most
+    `max_postings` of the catalog (a fraction; never fewer than MIN_POSTINGS_CAP stories, so
+    small catalogs search every term); the pair evidence uses every term."""
     b, n = q.full.shape[0], len(index)
     own = q.rows >= 0
-    search = (_prune(q.full, query_terms) @ index.full_t).tocsr()
+    cap = max(max_postings * n, MIN_POSTINGS_CAP)
+    too_common = index.doc_freq > cap if cap < n else None
+    search = (_prune(q.full, query_terms, too_common) @ index.full_t).tocsr()
     # A story is never its own candidate.
     self_hits = own[np.repeat(np.arange(b), np.diff(search.indptr))] & (
         search.indices == np.repeat(q.rows, np.diff(search.indptr)))

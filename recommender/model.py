@@ -82,11 +82,11 @@ DEFAULT_FEATURES = (
 class RelatedModel(BaseEstimator):
     """Ranks catalog stories as related stories for a catalog story or a new article."""
 
-    def __init__(self, n_text: int = 100, n_date: int = 60, n_graph: int = 60,
-                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 20_000,
+    def __init__(self, n_text: int = 60, n_date: int = 60, n_graph: int = 60,
+                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 10_000,
                  ngram_range: tuple[int, int] = (1, 2), max_iter: int = 300,
                  learning_rate: float = 0.08, features: tuple[str, ...] = DEFAULT_FEATURES,
-                 random_state: int = 0):
+                 query_terms: int = 20, max_postings: float = 0.02, random_state: int = 0):
         self.n_text = n_text
         self.n_date = n_date
         self.n_graph = n_graph
@@ -97,6 +97,8 @@ class RelatedModel(BaseEstimator):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.features = features
+        self.query_terms = query_terms
+        self.max_postings = max_postings
         self.random_state = random_state
 
     # -- fitting --------------------------------------------------------------------------
@@ -144,7 +146,7 @@ class RelatedModel(BaseEstimator):
         blocks = np.array_split(queries, min(self.n_blocks, len(queries)))
         rng = np.random.default_rng(self.random_state)
         per_block = max(1, self.max_train_queries // max(len(blocks) - 1, 1))
-        X_parts, y_parts, found = [], [], 0
+        X_parts, y_parts, found, total = [], [], 0, 0
         use = range(1, len(blocks)) if len(blocks) > 1 else range(1)
         bar = tqdm(total=sum(min(len(blocks[b]), per_block) for b in use), unit="query",
                    desc="train", disable=not progress, dynamic_ncols=True)
@@ -162,20 +164,21 @@ class RelatedModel(BaseEstimator):
                 pairs = self._generate(index, self._queries(index, batch))
                 labels = np.asarray(truth[batch[pairs.query], pairs.candidate]).ravel() > 0
                 found += int(labels.sum())
+                total += int(truth[batch].sum())
                 X_parts.append(pairs.features[:, self.feature_columns_])
                 y_parts.append(labels)
                 bar.update(len(batch))
         bar.close()
         y = np.concatenate(y_parts).astype(np.int8)
-        total = int(truth[np.concatenate([blocks[b] for b in use])].sum())
-        self.candidate_recall_ = found / max(total, 1)
+        self.candidate_recall_ = found / max(total, 1)  # of the sampled queries' links
         return np.concatenate(X_parts), y
 
     # -- ranking --------------------------------------------------------------------------
 
     def _generate(self, index: Index, queries: Queries):
         return generate(index, queries, n_text=self.n_text, n_date=self.n_date,
-                        n_graph=self.n_graph, n_voters=self.n_voters)
+                        n_graph=self.n_graph, n_voters=self.n_voters,
+                        query_terms=self.query_terms, max_postings=self.max_postings)
 
     @staticmethod
     def _queries(index: Index, rows: np.ndarray) -> Queries:

@@ -66,24 +66,34 @@ class Answer:
 
 
 class AnswerCache:
-    """A small LRU of serialized answers (JSON bytes, ~8 KB each). Keys carry the model
-    version and the catalog's import counter, so a retrain or an import makes old entries
-    unreachable instead of stale."""
+    """A small LRU of serialized answers (JSON bytes, ~8 KB each) for one generation: the
+    model version and the catalog's import counter. A retrain or an import starts a new
+    generation and drops the old one whole, so answers are never stale and memory does not
+    grow with the number of retrains a worker lives through."""
 
     def __init__(self, size: int = 8192) -> None:
         self.size = size
+        self._generation: tuple | None = None
         self._items: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> bytes | None:
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, generation: tuple, key: tuple) -> bytes | None:
         with self._lock:
+            if generation != self._generation:
+                return None
             answer = self._items.get(key)
             if answer is not None:
                 self._items.move_to_end(key)
             return answer
 
-    def put(self, key: tuple, answer: bytes) -> None:
+    def put(self, generation: tuple, key: tuple, answer: bytes) -> None:
         with self._lock:
+            if generation != self._generation:
+                self._items.clear()
+                self._generation = generation
             self._items[key] = answer
             self._items.move_to_end(key)
             while len(self._items) > self.size:
@@ -202,13 +212,14 @@ class Recommender:
         the same request before (pages ask for the same articles again and again)."""
         key = _checked_key(url)
         art = self.artifact  # read once: the cache key and the answer name the same model
-        cache_key = (art.version, self.catalog.max_seq(), key, filters.k,
-                     filters.since, filters.until, tuple(sorted(filters.exclude)),
-                     (filters.provider or "").lower(), filters.dedupe)
-        body = self.cache.get(cache_key)
+        generation = (art.version, self.catalog.max_seq())
+        cache_key = (key, filters.k, filters.since, filters.until,
+                     tuple(sorted(filters.exclude)), (filters.provider or "").lower(),
+                     filters.dedupe)
+        body = self.cache.get(generation, cache_key)
         if body is None:
             body = json.dumps(self._by_url(art, url, filters).payload()).encode()
-            self.cache.put(cache_key, body)
+            self.cache.put(generation, cache_key, body)
         return body
 
     def by_url(self, url: str, filters: Filters) -> Answer:

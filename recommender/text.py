@@ -7,7 +7,7 @@ copies and follow-ups apart from stories that merely share a subject).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +17,49 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 def story_text(title: str, excerpt: str, title_weight: int = 2) -> str:
     return " ".join([title + "."] * title_weight + [excerpt])
+
+
+class TermIndex(Mapping):
+    """A fitted vectorizer's term → column map held in numpy arrays instead of a dict.
+
+    Saved with the model and memory-mapped on load, the arrays are shared by every serving
+    worker through the page cache, where a 500,000-term dict costs each process ~100 MB of
+    its own. scikit-learn's transform only looks terms up (`vocabulary_[term]`, KeyError when
+    absent), so it runs unchanged on this; a lookup is a binary search (a few µs)."""
+
+    def __init__(self, vocabulary: Mapping[str, int]) -> None:
+        terms = sorted(vocabulary)  # code-point order is UTF-8 byte order
+        self.sorted_ = np.array([t.encode() for t in terms], dtype=bytes)
+        self.columns_ = np.array([vocabulary[t] for t in terms], dtype=np.int64)
+        self.by_column_ = np.empty_like(self.sorted_)
+        self.by_column_[self.columns_] = self.sorted_
+
+    def __getitem__(self, term: str) -> int:
+        key = term.encode()
+        if len(key) > self.sorted_.dtype.itemsize:
+            raise KeyError(term)  # longer than every term (and would be truncated)
+        i = int(np.searchsorted(self.sorted_, key))
+        if i < len(self.sorted_) and self.sorted_[i] == key:
+            return int(self.columns_[i])
+        raise KeyError(term)
+
+    def __len__(self) -> int:
+        return len(self.columns_)
+
+    def __iter__(self) -> Iterator[str]:
+        return (t.decode() for t in self.sorted_)
+
+    def term(self, column: int) -> str:
+        return self.by_column_[column].decode()
+
+
+def _compact(vectorizer: TfidfVectorizer) -> TfidfVectorizer:
+    """A shallow copy whose vocabulary is a TermIndex (what is saved with the model)."""
+    if isinstance(vectorizer.vocabulary_, TermIndex):
+        return vectorizer
+    out = object.__new__(type(vectorizer))
+    out.__dict__.update(vectorizer.__dict__, vocabulary_=TermIndex(vectorizer.vocabulary_))
+    return out
 
 
 class TextFeatures(TransformerMixin, BaseEstimator):
@@ -59,17 +102,24 @@ class TextFeatures(TransformerMixin, BaseEstimator):
             return []
         contrib = a[1][ia] * b[1][ib]
         order = np.argsort(-contrib, kind="stable")[:n]
+        vocabulary = self.full_.vocabulary_
+        if isinstance(vocabulary, TermIndex):
+            return [vocabulary.term(int(common[i])) for i in order]
         names = self._terms()
         return [str(names[common[i]]) for i in order]
 
     def _terms(self) -> np.ndarray:
-        """Column → term, built on first use per process (a request must not rebuild it)."""
+        """Column → term while the vocabulary is still a dict (fitted in this process)."""
         terms = self.__dict__.get("_terms_cache")
         if terms is None:
             terms = self.__dict__["_terms_cache"] = self.full_.get_feature_names_out()
         return terms
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: the live object stays as it is
         state.pop("_terms_cache", None)  # derived; not worth its size in the artifact
+        # Saved vocabularies are arrays, so loading memory-maps them (shared by workers).
+        for name in ("full_", "title_"):
+            if name in state:
+                state[name] = _compact(state[name])
         return state

@@ -17,6 +17,12 @@ class _Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        # With preload_app this runs once, in the master, before the workers fork: the
+        # libraries' code and data (numpy, scipy, scikit-learn, Flask) are then shared by
+        # every worker instead of loaded by each. The model itself is loaded per worker,
+        # memory-mapped, so its arrays are shared through the page cache.
+        import recommender.model  # noqa: F401 - imported for its side effect: shared pages
+
         from . import create_app
 
         return create_app()
@@ -35,4 +41,5 @@ def serve(host: str, port: int, workers: int, threads: int = 4) -> None:
         "accesslog": None,  # the app logs one line per request itself
         "errorlog": "-",
         "control_socket_disable": True,  # a fixed path would collide between replicas
+        "preload_app": True,
     }).run()

@@ -177,3 +177,24 @@ def test_corrupt_current_is_refused_by_the_cli(seeds_catalog, tmp_path):
     assert result.returncode == 1
     assert "model.joblib fails its checksum" in result.stderr
     shutil.rmtree(models)
+
+
+def test_saved_vocabulary_is_arrays_and_transforms_exactly_like_the_fitted_one(
+        synthetic_snapshot):
+    import pickle
+
+    from recommender.text import TermIndex, TextFeatures
+
+    titles, excerpts = synthetic_snapshot.titles, synthetic_snapshot.excerpts
+    fitted = TextFeatures().fit(titles, excerpts)
+    saved = pickle.loads(pickle.dumps(fitted))
+    assert isinstance(saved.full_.vocabulary_, TermIndex)
+    assert isinstance(fitted.full_.vocabulary_, dict)  # the live model is left as it was
+    probe_titles = [*titles[:40], "Ünïcode théâtre words", "zzzz-never-seen-term " * 30]
+    probe_excerpts = [*excerpts[:40], "naïve café", ""]
+    for a, b in zip(fitted.transform(probe_titles, probe_excerpts),
+                    saved.transform(probe_titles, probe_excerpts), strict=True):
+        assert a.shape == b.shape and (a != b).nnz == 0
+    full = fitted.transform(titles[:2], excerpts[:2])[0]
+    rows = [(full[i].indices, full[i].data) for i in range(2)]
+    assert saved.shared_terms(*rows) == fitted.shared_terms(*rows)

@@ -162,3 +162,17 @@ def test_one_log_line_per_request(client, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "service.requests"]
     assert len(lines) == 2
     assert '"GET /healthz" 200' in lines[0] and " 404 " in lines[1]
+
+
+def test_answer_cache_holds_one_generation_and_a_bounded_size():
+    from recommender.recommend import AnswerCache
+
+    cache = AnswerCache(size=4)
+    cache.put(("v1", 1), ("a",), b"1")
+    assert cache.get(("v1", 1), ("a",)) == b"1"
+    assert cache.get(("v1", 2), ("a",)) is None  # an import since: not served stale
+    cache.put(("v2", 1), ("b",), b"2")  # a retrain: the old generation is dropped whole
+    assert len(cache) == 1 and cache.get(("v1", 1), ("a",)) is None
+    for i in range(6):
+        cache.put(("v2", 1), (i,), b"x")
+    assert len(cache) == 4 and cache.get(("v2", 1), (5,)) == b"x"
