@@ -17,7 +17,6 @@ between consecutive sizes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -35,43 +34,9 @@ sys.path.insert(0, str(HERE.parent))
 import synthetic  # noqa: E402
 from serve import wait_ready  # noqa: E402
 
-from recommender.catalog import Catalog, ImportCounts  # noqa: E402
-from recommender.frontmatter import Article, Item  # noqa: E402
-from recommender.importer import BATCH_FILES  # noqa: E402
 from recommender.metrics import recall_at  # noqa: E402
-from recommender.urls import canonical_url  # noqa: E402
 
 PROBES = 500
-
-
-def _item(corpus: synthetic.Corpus, i: int) -> Item:
-    p = int(corpus.providers[i])
-    url = corpus.url(i)
-    return Item(key=canonical_url(url), title=corpus.titles[i], excerpt=corpus.excerpts[i],
-                published=str(corpus.dates[i]) + "Z", urls={"webUrl": url},
-                provider_name=corpus.provider_names[p],
-                provider_domain=corpus.provider_domain(p),
-                topics=[f"Topic{int(corpus.cluster[i]) % 50}"], type="article")
-
-
-def bulk_load(corpus: synthetic.Corpus, catalog_path: Path, skip: set[int]) -> int:
-    """Every story with a file (except `skip`) as an article with its curated list."""
-    counts = ImportCounts()
-    batch: list[tuple[Article, str]] = []
-    with Catalog(catalog_path) as catalog:
-        for i in np.flatnonzero(corpus.has_file):
-            i = int(i)
-            if i in skip:
-                continue
-            article = Article(_item(corpus, i), [_item(corpus, int(j)) for j in corpus.related[i]],
-                              path=f"synthetic/{i}.md")
-            batch.append((article, hashlib.sha256(f"{i}".encode()).hexdigest()))
-            if len(batch) == BATCH_FILES:
-                catalog.add_files(batch, counts)
-                batch = []
-        if batch:
-            catalog.add_files(batch, counts)
-    return counts.imported
 
 
 def _tree_rss(root: int) -> int:
@@ -187,7 +152,28 @@ def serve_and_recall(env: dict, corpus: synthetic.Corpus, probes: list[int],
                for r in resp.get_json()["related"]]
         recalls.append(recall_at(got, set(int(j) for j in corpus.related[i]), 10))
     return {"get_by_url": _percentiles(get_s), "post_new_article": _percentiles(post_s),
-            "recall@10": round(float(np.mean(recalls)), 4)}
+            "recall@10": round(float(np.mean(recalls)), 4),
+            "tfidf_cosine_recall@10": tfidf_recall(env, corpus, probes)}
+
+
+def tfidf_recall(env: dict, corpus: synthetic.Corpus, probes: list[int]) -> float:
+    """The same probes ranked by plain TF-IDF cosine over the model's own vectors."""
+    from recommender import artifact
+    from recommender.catalog import Catalog
+
+    art = artifact.load(Path(env["RECOMMENDER_MODELS"]))
+    with Catalog(env["RECOMMENDER_CATALOG"], readonly=True) as catalog:
+        key_of = dict(catalog.db.execute("SELECT id, key FROM stories").fetchall())
+    story = np.array([int(key_of[int(i)].rsplit("story-", 1)[1]) for i in art.model.ids_])
+    full_t = art.model.index_.full.T.tocsr()
+    recalls = []
+    for i in probes:
+        query, _ = art.model.text_.transform([corpus.titles[i]], [corpus.excerpts[i]])
+        scores = (query @ full_t).toarray().ravel()
+        top = np.argsort(-scores, kind="stable")[:11]
+        got = [int(story[r]) for r in top if story[r] != i][:10]
+        recalls.append(recall_at(got, set(corpus.related[i].tolist()), 10))
+    return round(float(np.mean(recalls)), 4)
 
 
 def measure(n: int, workdir: Path, port: int) -> dict:
@@ -200,7 +186,7 @@ def measure(n: int, workdir: Path, port: int) -> dict:
                                                replace=False))
     catalog, models = workdir / "catalog.sqlite3", workdir / "models"
     started = time.perf_counter()
-    row["files_loaded"] = bulk_load(corpus, catalog, set(probes))
+    row["files_loaded"] = synthetic.bulk_load(corpus, catalog, skip=set(probes))
     row["load_seconds"] = round(time.perf_counter() - started, 1)
     env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog), "RECOMMENDER_MODELS": str(models)}
     seconds, peak = run_train(env)

@@ -24,7 +24,6 @@ FEATURES = (
     "rank_recent", "quality", "heat", "topic_match",
 )
 RECENT_DAYS = 7.0  # half-weight gap for the recency-weighted text score
-MIN_POSTINGS_CAP = 1000  # search skips a query term only when more stories than this hold it
 
 
 @dataclass
@@ -184,16 +183,16 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 def generate(index: Index, q: Queries, *, n_text: int = 100, n_date: int = 60,
              n_graph: int = 60, n_voters: int = 30, query_terms: int = 40,
-             max_postings: float = 1.0) -> Pairs:
+             max_postings: int | None = None) -> Pairs:
     """Candidates and their evidence for every query of the batch; O(postings), not O(N).
 
     Text search uses each query's `query_terms` heaviest terms among those held by at most
-    `max_postings` of the catalog (a fraction; never fewer than MIN_POSTINGS_CAP stories, so
-    small catalogs search every term); the pair evidence uses every term."""
+    `max_postings` stories, which bounds a query's search cost whatever the catalog's size;
+    the pair evidence uses every term."""
     b, n = q.full.shape[0], len(index)
     own = q.rows >= 0
-    cap = max(max_postings * n, MIN_POSTINGS_CAP)
-    too_common = index.doc_freq > cap if cap < n else None
+    too_common = (index.doc_freq > max_postings
+                  if max_postings is not None and max_postings < n else None)
     search = (_prune(q.full, query_terms, too_common) @ index.full_t).tocsr()
     # A story is never its own candidate.
     self_hits = own[np.repeat(np.arange(b), np.diff(search.indptr))] & (
@@ -264,7 +263,7 @@ def generate(index: Index, q: Queries, *, n_text: int = 100, n_date: int = 60,
         index.has_list[cand],
         index.has_file[cand],
         (index.providers[cand] == pq) & (pq >= 0),
-        topic_overlap,
+        np.where(q_has, topic_overlap, np.nan),  # a query without topics: unknown, not 0
         density[query],
         recent,
         _rank_within(query, -recent),

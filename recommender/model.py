@@ -86,7 +86,8 @@ class RelatedModel(BaseEstimator):
                  n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 10_000,
                  ngram_range: tuple[int, int] = (1, 2), max_iter: int = 300,
                  learning_rate: float = 0.08, features: tuple[str, ...] = DEFAULT_FEATURES,
-                 query_terms: int = 20, max_postings: float = 0.02, random_state: int = 0):
+                 query_terms: int = 20, max_postings: int | None = 2000,
+                 bare_fraction: float = 0.3, random_state: int = 0):
         self.n_text = n_text
         self.n_date = n_date
         self.n_graph = n_graph
@@ -99,6 +100,7 @@ class RelatedModel(BaseEstimator):
         self.features = features
         self.query_terms = query_terms
         self.max_postings = max_postings
+        self.bare_fraction = bare_fraction
         self.random_state = random_state
 
     # -- fitting --------------------------------------------------------------------------
@@ -161,7 +163,12 @@ class RelatedModel(BaseEstimator):
                 rows = np.sort(rng.choice(rows, per_block, replace=False))
             for start in range(0, len(rows), index.batch_size()):
                 batch = rows[start:start + index.batch_size()]
-                pairs = self._generate(index, self._queries(index, batch))
+                queries = self._queries(index, batch)
+                # A new article sent to the service often comes without provider or topics:
+                # some training queries come that way too, so the ranker learns to do
+                # without them instead of reading their absence as "unrelated".
+                self._strip(queries, rng.random(len(batch)) < self.bare_fraction)
+                pairs = self._generate(index, queries)
                 labels = np.asarray(truth[batch[pairs.query], pairs.candidate]).ravel() > 0
                 found += int(labels.sum())
                 total += int(truth[batch].sum())
@@ -179,6 +186,14 @@ class RelatedModel(BaseEstimator):
         return generate(index, queries, n_text=self.n_text, n_date=self.n_date,
                         n_graph=self.n_graph, n_voters=self.n_voters,
                         query_terms=self.query_terms, max_postings=self.max_postings)
+
+    @staticmethod
+    def _strip(queries: Queries, bare: np.ndarray) -> None:
+        """Present the `bare` queries as title, excerpt and date only."""
+        if bare.any():
+            queries.providers = np.where(bare, -1, queries.providers).astype(np.int32)
+            queries.topics = (sp.diags((~bare).astype(np.float32)) @ queries.topics).tocsr()
+            queries.topics.eliminate_zeros()
 
     @staticmethod
     def _queries(index: Index, rows: np.ndarray) -> Queries:

@@ -198,3 +198,32 @@ def test_saved_vocabulary_is_arrays_and_transforms_exactly_like_the_fitted_one(
     full = fitted.transform(titles[:2], excerpts[:2])[0]
     rows = [(full[i].indices, full[i].data) for i in range(2)]
     assert saved.shared_terms(*rows) == fitted.shared_terms(*rows)
+
+
+def test_a_new_article_with_only_title_excerpt_and_date_is_ranked_as_well(tmp_path):
+    """POST sends no provider or topics. The ranker must not read their absence as
+    "unrelated": it once did, and new-article recall@10 at 10,000 stories halved (0.21 with
+    title, excerpt and date only against 0.48 with provider and topics too)."""
+    import synthetic
+
+    from recommender.metrics import recall_at
+
+    corpus = synthetic.generate(10_000, seed=1)
+    rng = np.random.default_rng(0)
+    probes = rng.choice(np.flatnonzero(corpus.has_file), 150, replace=False).tolist()
+    synthetic.bulk_load(corpus, tmp_path / "catalog.sqlite3", skip=set(probes))
+    with Catalog(tmp_path / "catalog.sqlite3", readonly=True) as catalog:
+        snap = catalog.snapshot()
+    model = RelatedModel(**SMALL).fit(snap)
+    story = np.array([int(k.rsplit("story-", 1)[1]) for k in snap.keys])
+    recall: dict[str, list[float]] = {"bare": [], "with metadata": []}
+    for i in probes:
+        day = (corpus.dates[i] - np.datetime64("1970-01-01T00:00:00")).astype(float) / 86400
+        for label, meta in (("bare", {}), ("with metadata", {
+                "provider": corpus.provider_names[corpus.providers[i]],
+                "topics": [f"Topic{int(corpus.cluster[i]) % 50}"]})):
+            ranked = model.rank_new(corpus.titles[i], corpus.excerpts[i], day, k=11, **meta)
+            got = [int(story[r]) for r in ranked.rows[0] if r >= 0 and story[r] != i][:10]
+            recall[label].append(recall_at(got, set(corpus.related[i].tolist()), 10))
+    bare, full = np.mean(recall["bare"]), np.mean(recall["with metadata"])
+    assert bare >= 0.85 * full, recall
