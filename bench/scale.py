@@ -1,6 +1,8 @@
 """How cost grows with the catalog: load, train, artifact, serving and recall at each size.
 
     python bench/scale.py --stories 10000,100000 [--plot docs/scaling.png] [--workdir DIR]
+    python bench/scale.py --stories 1000000 > big.json   # by hand: about an hour here
+    python bench/scale.py --stories "" --combine small.json big.json --plot docs/scaling.png
 
 Per size: a synthetic corpus (bench/synthetic.py) is bulk-loaded into a fresh SQLite catalog
 through the importer's own write path (`Catalog.add_files`; YAML parsing is what
@@ -252,15 +254,19 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, help="write the growth curves to this PNG")
     ap.add_argument("--workdir", type=Path, help="keep each size's catalog and models here")
     ap.add_argument("--port", type=int, default=8790)
+    ap.add_argument("--combine", type=Path, nargs="+", default=[], metavar="JSON",
+                    help="earlier reports of this script whose sizes join the growth "
+                         "exponents and the plot (e.g. a 1,000,000 run made on its own)")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.stories.split(",")]
-    rows = []
+    sizes = [int(s) for s in args.stories.split(",") if s]
+    rows = [row for path in args.combine for row in json.loads(path.read_text())["sizes"]]
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             workdir = (args.workdir or Path(tmp)) / f"scale-{n}"
             workdir.mkdir(parents=True, exist_ok=True)
             rows.append(measure(n, workdir, args.port))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    rows.sort(key=lambda r: r["stories"])
     report = {"sizes": rows, "cpu_count": os.cpu_count(),
               "growth": {"train_seconds": growth(rows, "train_seconds"),
                          "train_peak_rss_mb": growth(rows, "train_peak_rss_mb")}}

@@ -95,7 +95,7 @@ def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=int, default=5)
-    ap.add_argument("--stories", type=int, default=3000)
+    ap.add_argument("--stories", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2, help="client threads per load process")
     ap.add_argument("--port", type=int, default=8791)
     args = ap.parse_args()
@@ -148,13 +148,22 @@ def main() -> None:
             with multiprocessing.get_context("fork").Pool(1) as pool:
                 pool.apply(_load_process, ((args.port, requests, warm_until, args.threads, 9),))
             start = time.time()
-            until = start + minutes * 60
+            # Load goes on 30 s past the last minute, so the last retrain is seen served.
+            until = start + minutes * 60 + 30
             pool = multiprocessing.get_context("fork").Pool(2)
             load = pool.map_async(_load_process, [(args.port, requests, until, args.threads, s)
                                                   for s in range(2)])
             rss: list[tuple[float, int]] = []
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.wait(5):
+                    rss.append((time.time() - start, _workers_rss(server.pid)))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             for minute in range(minutes):
-                minute_end = start + (minute + 1) * 60
+                time.sleep(max(0.0, start + minute * 60 - time.time()))
                 if minute >= 1:
                     rows = slices[minute - 1]
                     import_slice(rows, f"minute{minute}")
@@ -182,10 +191,11 @@ def main() -> None:
                     events.append({"at": round(time.time() - start, 1), "event": "train",
                                    "ok": result.returncode == 0,
                                    "version": artifact.current_version(models)})
-                while time.time() < minute_end:
-                    rss.append((time.time() - start, _workers_rss(server.pid)))
-                    time.sleep(min(5, max(0.1, minute_end - time.time())))
+                if events:
+                    print(json.dumps(events[-1]), file=sys.stderr, flush=True)
             results = [r for part in load.get() for r in part]
+            done.set()
+            sampler.join()
             pool.close()
         finally:
             server.terminate()
@@ -197,7 +207,7 @@ def main() -> None:
     ok = np.array([r[2] for r in results])
     models_seen = [r[3] for r in results]
     per_minute = []
-    for m in range(minutes):
+    for m in range(minutes + 1):  # the last "minute" is the 30 s tail
         sel = (t >= m * 60) & (t < (m + 1) * 60)
         samples = [v for (at, v) in rss if m * 60 <= at < (m + 1) * 60]
         per_minute.append({
@@ -216,8 +226,9 @@ def main() -> None:
     # No answer from an older model once a newer one has been published for 10 s.
     stale = sum(1 for at, model in zip(t, models_seen, strict=True) if model and any(
         e["at"] + 10 < at and e["version"] != model and model < e["version"] for e in trains))
-    rss_first = per_minute[0]["workers_rss_mb"]
-    rss_last = per_minute[-1]["workers_rss_mb"]
+    # Warm-up ends with the first minute (every worker has answered every URL once).
+    rss_first = max(v for at, v in rss if at < 60) / 1e6
+    rss_last = max(v for at, v in rss if at >= minutes * 60 - 30) / 1e6
     report = {
         "minutes": minutes, "stories": args.stories,
         "requests": int(len(results)), "failed_requests": int((~ok).sum()),
