@@ -39,11 +39,13 @@ from serve import HOST, wait_ready  # noqa: E402
 
 from recommender import artifact  # noqa: E402
 
+_STOP = None  # a multiprocessing Event the load processes inherit when forked
+
 
 def _client(port: int, requests: list, until: float, seed: int, out: list) -> None:
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    while time.time() < until:
+    while time.time() < until and not _STOP.is_set():
         method, path, body = requests[rng.randrange(len(requests))]
         started = time.time()
         model, ok = "", False
@@ -99,6 +101,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="client threads per load process")
     ap.add_argument("--port", type=int, default=8791)
     args = ap.parse_args()
+    global _STOP
+    ctx = multiprocessing.get_context("fork")
+    _STOP = ctx.Event()
     minutes = max(args.minutes, 2)
     corpus = synthetic.generate(args.stories, seed=4)
     with_file = np.flatnonzero(corpus.has_file)
@@ -145,12 +150,13 @@ def main() -> None:
         try:
             wait_ready(args.port)
             warm_until = time.time() + 15  # every GET URL answered once by each worker
-            with multiprocessing.get_context("fork").Pool(1) as pool:
+            with ctx.Pool(1) as pool:
                 pool.apply(_load_process, ((args.port, requests, warm_until, args.threads, 9),))
             start = time.time()
-            # Load goes on 30 s past the last minute, so the last retrain is seen served.
-            until = start + minutes * 60 + 30
-            pool = multiprocessing.get_context("fork").Pool(2)
+            # Load goes on until 20 s after the last retrain (so it is seen served); trains
+            # under load may take longer than their minute. `until` is only a hard bound.
+            until = start + minutes * 60 * 3
+            pool = ctx.Pool(2)
             load = pool.map_async(_load_process, [(args.port, requests, until, args.threads, s)
                                                   for s in range(2)])
             rss: list[tuple[float, int]] = []
@@ -193,6 +199,9 @@ def main() -> None:
                                    "version": artifact.current_version(models)})
                 if events:
                     print(json.dumps(events[-1]), file=sys.stderr, flush=True)
+            time.sleep(20)
+            _STOP.set()
+            end = time.time() - start
             results = [r for part in load.get() for r in part]
             done.set()
             sampler.join()
@@ -207,7 +216,7 @@ def main() -> None:
     ok = np.array([r[2] for r in results])
     models_seen = [r[3] for r in results]
     per_minute = []
-    for m in range(minutes + 1):  # the last "minute" is the 30 s tail
+    for m in range(int(np.ceil(end / 60))):
         sel = (t >= m * 60) & (t < (m + 1) * 60)
         samples = [v for (at, v) in rss if m * 60 <= at < (m + 1) * 60]
         per_minute.append({
@@ -228,9 +237,9 @@ def main() -> None:
         e["at"] + 10 < at and e["version"] != model and model < e["version"] for e in trains))
     # Warm-up ends with the first minute (every worker has answered every URL once).
     rss_first = max(v for at, v in rss if at < 60) / 1e6
-    rss_last = max(v for at, v in rss if at >= minutes * 60 - 30) / 1e6
+    rss_last = max(v for at, v in rss if at >= end - 60) / 1e6
     report = {
-        "minutes": minutes, "stories": args.stories,
+        "minutes": minutes, "seconds_under_load": round(end, 1), "stories": args.stories,
         "requests": int(len(results)), "failed_requests": int((~ok).sum()),
         "per_minute": per_minute,
         "events": events,
