@@ -14,6 +14,7 @@ The protocol, exactly:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 
@@ -94,7 +95,9 @@ def evaluate(snapshot: Snapshot, test_fraction: float = 0.2, params: dict | None
     started = time.perf_counter()
     model = RelatedModel(**(params or {})).fit(split.view, progress=progress)
     trained = time.perf_counter()
-    ours = _clean(model.rank_rows(split.test_rows, k=DEPTH, progress=progress).rows)
+    # Every core once the test set is large enough to pay for the workers (rank_rows decides).
+    ours = _clean(model.rank_rows(split.test_rows, k=DEPTH, progress=progress,
+                                  n_jobs=os.cpu_count() or 1).rows)
     ranked = time.perf_counter()
     base = _clean(tfidf_baseline(snapshot, split.test_rows))
     per_query = []
