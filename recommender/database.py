@@ -52,8 +52,8 @@ def display(location: str) -> str:
 def is_unavailable(exc: BaseException) -> bool:
     """The database failed to answer (down, restarted, locked too long): worth a 503 and a
     retry, unlike a bug."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return True
+    if isinstance(exc, (sqlite3.OperationalError, DatabaseError)):
+        return True  # DatabaseError here: a reconnect after a dropped connection failed
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(exc, psycopg.OperationalError)
 
