@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 import synthetic  # noqa: E402
-from serve import wait_ready  # noqa: E402
+from serve import start_server, wait_ready  # noqa: E402
 
 from recommender.metrics import recall_at  # noqa: E402
 
@@ -93,10 +93,8 @@ def worker_memory(env: dict, port: int, urls: list[str]) -> dict:
     import http.client
     import urllib.parse
 
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - read by nobody, must not block
-    server = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--port", str(port),
-                               "--workers", "2"], env=env, stdout=log, stderr=log,
-                              cwd=HERE.parent)
+    log_dir = tempfile.TemporaryDirectory()
+    server = start_server(env, port, Path(log_dir.name) / "serve.log")
     try:
         wait_ready(port)
         for _ in range(2):  # keep-alive off: the two workers take turns
@@ -119,7 +117,7 @@ def worker_memory(env: dict, port: int, urls: list[str]) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        log.close()
+        log_dir.cleanup()
 
 
 def _percentiles(seconds: list[float]) -> dict:

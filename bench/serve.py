@@ -99,6 +99,15 @@ def drive(port: int, requests: list, seconds: float, threads: int,
     }
 
 
+def start_server(env: dict, port: int, log_path: Path, workers: int = 2) -> subprocess.Popen:
+    """`recommender serve` on loopback, its output to `log_path` (a pipe nobody reads would
+    fill and block it); returns once the process is started, not ready (see wait_ready)."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--host", HOST,
+                                 "--port", str(port), "--workers", str(workers)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
+
+
 def wait_ready(port: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -162,10 +171,7 @@ def main() -> None:
             for i in rng.sample(range(args.stories), min(2000, args.stories))]
         env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog_path),
                "RECOMMENDER_MODELS": str(models)}
-        log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - read by nobody, must not block
-        server = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--host", HOST,
-                                   "--port", str(args.port), "--workers", "2"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
+        server = start_server(env, args.port, tmp_path / "serve.log")
         try:
             wait_ready(args.port)
             drive(args.port, gets[:200], 3, args.threads)  # warm both workers
@@ -193,7 +199,6 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-            log.close()
     for phase in ("healthz", "get_by_url", "post_new_article"):
         report[phase].pop("models", None)
     report["get_vs_healthz_throughput"] = round(

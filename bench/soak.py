@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 import synthetic  # noqa: E402
-from serve import HOST, wait_ready  # noqa: E402
+from serve import HOST, start_server, wait_ready  # noqa: E402
 
 from recommender import artifact  # noqa: E402
 
@@ -143,10 +143,7 @@ def main() -> None:
                 "title": corpus.titles[i] + " update", "excerpt": corpus.excerpts[i],
                 "publishedDateTime": str(corpus.dates[i]) + "Z"}).encode()))
 
-        log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - read by nobody, must not block
-        server = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--host", HOST,
-                                   "--port", str(args.port), "--workers", "2"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
+        server = start_server(env, args.port, tmp_path / "serve.log")
         try:
             wait_ready(args.port)
             warm_until = time.time() + 15  # every GET URL answered once by each worker
@@ -209,7 +206,6 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-            log.close()
 
     t = np.array([r[0] - start for r in results])
     lat = np.array([r[1] for r in results])
