@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # importing the model pulls in scikit-learn (and OpenMP); cal
 MANIFEST = "manifest.json"
 CURRENT = "current"
 KEEP_VERSIONS = 3
-FORMAT = 2  # 2: search parameters in the model (query_terms, max_postings)
+FORMAT = 2  # 2: search parameters and bare training in the model, vocabularies as arrays
 
 
 class ArtifactError(RuntimeError):

@@ -181,10 +181,10 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.asarray(m[rows, cols]).ravel().astype(np.float32)
 
 
-def generate(index: Index, q: Queries, *, n_text: int = 100, n_date: int = 60,
-             n_graph: int = 60, n_voters: int = 30, query_terms: int = 40,
-             max_postings: int | None = None) -> Pairs:
+def generate(index: Index, q: Queries, *, n_text: int, n_date: int, n_graph: int,
+             n_voters: int, query_terms: int, max_postings: int | None) -> Pairs:
     """Candidates and their evidence for every query of the batch; O(postings), not O(N).
+    The sizes and limits are RelatedModel's parameters (its defaults are the only ones).
 
     Text search uses each query's `query_terms` heaviest terms among those held by at most
     `max_postings` stories, which bounds a query's search cost whatever the catalog's size;
