@@ -11,6 +11,7 @@ with dense B×N blocks, so batch size is chosen from N to bound memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,10 +182,13 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.asarray(m[rows, cols]).ravel().astype(np.float32)
 
 
-def generate(index: Index, q: Queries, *, n_text: int, n_date: int, n_graph: int,
-             n_voters: int, query_terms: int, max_postings: int | None) -> Pairs:
+def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, n_date: int,
+             n_graph: int, n_voters: int, query_terms: int,
+             max_postings: int | None) -> Pairs:
     """Candidates and their evidence for every query of the batch; O(postings), not O(N).
     The sizes and limits are RelatedModel's parameters (its defaults are the only ones).
+    Only the named `features` are computed, in that order: a served request pays for the
+    evidence its ranker reads, not for all of FEATURES.
 
     Text search uses each query's `query_terms` heaviest terms among those held by at most
     `max_postings` stories, which bounds a query's search cost whatever the catalog's size;
@@ -218,7 +222,6 @@ def generate(index: Index, q: Queries, *, n_text: int, n_date: int, n_graph: int
     w_date = _weights(b, n, date_voters, np.exp(-np.nan_to_num(gaps, posinf=1e9) / 3.0))
     votes_text = (w_text @ index.graph).tocsr()
     votes_date = (w_date @ index.graph).tocsr()
-    votes_reverse = (w_text @ index.graph_t).tocsr()
     votes = (votes_text + votes_date).tocsr()
     vote_rows = np.repeat(np.arange(b), np.diff(votes.indptr))
     votes.data[own[vote_rows] & (votes.indices == q.rows[vote_rows])] = 0
@@ -231,47 +234,97 @@ def generate(index: Index, q: Queries, *, n_text: int, n_date: int, n_graph: int
     keep = (cols >= 0) & ~dup & (cols != q.rows[:, None])
     query = np.repeat(np.arange(b), cols.shape[1])[keep.ravel()]
     cand = cols[keep]
+    return Pairs(query=query, candidate=cand,
+                 features=_evidence(index, q, query, cand, votes_text, votes_date, w_text,
+                                    features))
 
-    cos = _rowwise_dot(q.full[query], index.full[cand])
-    cos_title = _rowwise_dot(q.title[query], index.title[cand])
-    row_max = np.zeros(b, dtype=np.float32)
-    np.maximum.at(row_max, query, cos)
-    days = index.times[cand] - q.times[query]
-    recent = cos / (1.0 + np.nan_to_num(np.abs(days), nan=365.0) / RECENT_DAYS)
-    v_t, v_d = _lookup(votes_text, query, cand), _lookup(votes_date, query, cand)
-    pq = q.providers[query]
-    density = np.array([
-        np.searchsorted(index.sorted_times, t + 1) - np.searchsorted(index.sorted_times, t - 1)
-        if not np.isnan(t) else np.nan for t in q.times], dtype=np.float32)
-    topic_overlap = _rowwise_dot(q.topics[query], index.topics[cand])
-    q_has = np.diff(q.topics.indptr)[query] > 0
-    c_has = np.diff(index.topics.indptr)[cand] > 0
-    topic_match = np.where(q_has & c_has, topic_overlap > 0, np.nan)
-    features = np.column_stack([
-        cos,
-        cos_title,
-        cos / np.maximum(row_max[query], 1e-6),
-        _rank_within(query, -cos),
-        days,
-        np.abs(days),
-        _rank_within(query, np.nan_to_num(np.abs(days), nan=1e9)),
-        v_t,
-        v_d,
-        _lookup(votes_reverse, query, cand),
-        _rank_within(query, -(v_t + v_d)),
-        np.log1p(index.in_degree[cand]),
-        index.has_list[cand],
-        index.has_file[cand],
-        (index.providers[cand] == pq) & (pq >= 0),
-        np.where(q_has, topic_overlap, np.nan),  # a query without topics: unknown, not 0
-        density[query],
-        recent,
-        _rank_within(query, -recent),
-        index.quality[cand],
-        index.heat[cand],
-        topic_match,
-    ]).astype(np.float32)
-    return Pairs(query=query, candidate=cand, features=features)
+
+def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
+              votes_text: sp.csr_matrix, votes_date: sp.csr_matrix, w_text: sp.csr_matrix,
+              features: Sequence[str]) -> np.ndarray:
+    """The pair evidence, one column per name in `features`, each computed only if asked
+    (intermediates shared between columns are computed once, on first use)."""
+    b = q.full.shape[0]
+    memo: dict[str, np.ndarray] = {}
+
+    def once(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if name not in memo:
+            memo[name] = compute()
+        return memo[name]
+
+    def cos() -> np.ndarray:
+        return once("cos", lambda: _rowwise_dot(q.full[query], index.full[cand]))
+
+    def days() -> np.ndarray:
+        return once("days", lambda: index.times[cand] - q.times[query])
+
+    def recent() -> np.ndarray:
+        return once("recent", lambda: cos() / (
+            1.0 + np.nan_to_num(np.abs(days()), nan=365.0) / RECENT_DAYS))
+
+    def v_t() -> np.ndarray:
+        return once("v_t", lambda: _lookup(votes_text, query, cand))
+
+    def v_d() -> np.ndarray:
+        return once("v_d", lambda: _lookup(votes_date, query, cand))
+
+    def row_max() -> np.ndarray:
+        def compute() -> np.ndarray:
+            out = np.zeros(b, dtype=np.float32)
+            np.maximum.at(out, query, cos())
+            return out
+        return once("row_max", compute)
+
+    def density() -> np.ndarray:
+        return np.array([
+            np.searchsorted(index.sorted_times, t + 1)
+            - np.searchsorted(index.sorted_times, t - 1)
+            if not np.isnan(t) else np.nan for t in q.times], dtype=np.float32)[query]
+
+    def topic_overlap() -> np.ndarray:
+        return once("topics", lambda: _rowwise_dot(q.topics[query], index.topics[cand]))
+
+    def q_has_topics() -> np.ndarray:
+        return np.diff(q.topics.indptr)[query] > 0
+
+    def topic_match() -> np.ndarray:
+        c_has = np.diff(index.topics.indptr)[cand] > 0
+        return np.where(q_has_topics() & c_has, topic_overlap() > 0, np.nan)
+
+    def same_provider() -> np.ndarray:
+        pq = q.providers[query]
+        return (index.providers[cand] == pq) & (pq >= 0)
+
+    columns: dict[str, Callable[[], np.ndarray]] = {
+        "cos_full": cos,
+        "cos_title": lambda: _rowwise_dot(q.title[query], index.title[cand]),
+        "cos_full_rel": lambda: cos() / np.maximum(row_max()[query], 1e-6),
+        "rank_text": lambda: _rank_within(query, -cos()),
+        "days": days,
+        "abs_days": lambda: np.abs(days()),
+        "rank_date": lambda: _rank_within(query, np.nan_to_num(np.abs(days()), nan=1e9)),
+        "votes_text": v_t,
+        "votes_date": v_d,
+        "votes_reverse": lambda: _lookup((w_text @ index.graph_t).tocsr(), query, cand),
+        "rank_votes": lambda: _rank_within(query, -(v_t() + v_d())),
+        "log_in_degree": lambda: np.log1p(index.in_degree[cand]),
+        "has_list": lambda: index.has_list[cand],
+        "has_file": lambda: index.has_file[cand],
+        "same_provider": same_provider,
+        # A query without topics: unknown, not 0.
+        "topic_overlap": lambda: np.where(q_has_topics(), topic_overlap(), np.nan),
+        "query_day_density": density,
+        "cos_recent": recent,
+        "rank_recent": lambda: _rank_within(query, -recent()),
+        "quality": lambda: index.quality[cand],
+        "heat": lambda: index.heat[cand],
+        "topic_match": topic_match,
+    }
+    assert tuple(columns) == FEATURES
+    out = np.empty((len(query), len(features)), dtype=np.float32)
+    for j, name in enumerate(features):
+        out[:, j] = columns[name]()
+    return out
 
 
 def _lookup_dense(m: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:

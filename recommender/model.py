@@ -84,8 +84,8 @@ class RelatedModel(BaseEstimator):
 
     def __init__(self, n_text: int = 60, n_date: int = 60, n_graph: int = 60,
                  n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 10_000,
-                 ngram_range: tuple[int, int] = (1, 2), max_iter: int = 300,
-                 learning_rate: float = 0.08, features: tuple[str, ...] = DEFAULT_FEATURES,
+                 ngram_range: tuple[int, int] = (1, 2), max_iter: int = 200,
+                 learning_rate: float = 0.12, features: tuple[str, ...] = DEFAULT_FEATURES,
                  query_terms: int = 20, max_postings: int | None = 2000,
                  bare_fraction: float = 0.3, random_state: int = 0):
         self.n_text = n_text
@@ -126,7 +126,6 @@ class RelatedModel(BaseEstimator):
         unknown = set(self.features) - set(FEATURES)
         if unknown:
             raise ValueError(f"unknown features: {sorted(unknown)}; known: {FEATURES}")
-        self.feature_columns_ = np.array([FEATURES.index(f) for f in self.features])
         X, y = self._training_pairs(snapshot, parts, truth, progress)
         self.n_training_pairs_ = len(y)
         self.n_training_positives_ = int(y.sum())
@@ -172,7 +171,7 @@ class RelatedModel(BaseEstimator):
                 labels = np.asarray(truth[batch[pairs.query], pairs.candidate]).ravel() > 0
                 found += int(labels.sum())
                 total += int(truth[batch].sum())
-                X_parts.append(pairs.features[:, self.feature_columns_])
+                X_parts.append(pairs.features)
                 y_parts.append(labels)
                 bar.update(len(batch))
         bar.close()
@@ -183,8 +182,8 @@ class RelatedModel(BaseEstimator):
     # -- ranking --------------------------------------------------------------------------
 
     def _generate(self, index: Index, queries: Queries):
-        return generate(index, queries, n_text=self.n_text, n_date=self.n_date,
-                        n_graph=self.n_graph, n_voters=self.n_voters,
+        return generate(index, queries, features=self.features, n_text=self.n_text,
+                        n_date=self.n_date, n_graph=self.n_graph, n_voters=self.n_voters,
                         query_terms=self.query_terms, max_postings=self.max_postings)
 
     @staticmethod
@@ -202,7 +201,7 @@ class RelatedModel(BaseEstimator):
 
     def _rank(self, index: Index, queries: Queries, k: int) -> Ranking:
         pairs = self._generate(index, queries)
-        scores = self.ranker_.score_pairs(pairs.features[:, self.feature_columns_])
+        scores = self.ranker_.score_pairs(pairs.features)
         return top_k(pairs.query, pairs.candidate, scores, queries.full.shape[0], k)
 
     def rank_rows(self, rows: np.ndarray, k: int = 100, progress: bool = False,

@@ -16,7 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 class LinkRanker(ClassifierMixin, BaseEstimator):
     """A seeded, deterministic HistGradientBoostingClassifier over pair features."""
 
-    def __init__(self, max_iter: int = 300, learning_rate: float = 0.08,
+    def __init__(self, max_iter: int = 200, learning_rate: float = 0.12,
                  max_leaf_nodes: int = 31, min_samples_leaf: int = 40,
                  l2_regularization: float = 1.0, random_state: int = 0):
         self.max_iter = max_iter

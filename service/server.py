@@ -6,6 +6,8 @@ import logging
 
 from gunicorn.app.base import BaseApplication
 
+from . import balance
+
 
 class _Server(BaseApplication):
     def __init__(self, options: dict) -> None:
@@ -42,4 +44,5 @@ def serve(host: str, port: int, workers: int, threads: int = 4) -> None:
         "errorlog": "-",
         "control_socket_disable": True,  # a fixed path would collide between replicas
         "preload_app": True,
+        **balance.hooks(),
     }).run()
