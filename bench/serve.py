@@ -6,8 +6,9 @@ Builds a synthetic catalog (bench/synthetic.py), imports and trains it, starts `
 serve` with 2 workers on 127.0.0.1, then drives each endpoint with a closed-loop load of
 keep-alive clients (2 processes × --threads) for a fixed time: /healthz and GET /v1/related
 by URL variants (AMP, cache, tracking tags) in alternating slices, then POST /v1/related with
-new articles. The catalog and model are read once first so no phase measures the disk. With --retrain,
-a retrain runs during a GET phase, and the report counts failed requests and versions served.
+new articles. The catalog and model are read once first so no phase measures the disk.
+With --retrain, a retrain runs during a GET phase, and the report counts failed requests and
+versions served.
 Loopback only; every loop is bounded by --seconds. Prints JSON.
 """
 
