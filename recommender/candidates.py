@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -245,35 +246,32 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
     """The pair evidence, one column per name in `features`, each computed only if asked
     (intermediates shared between columns are computed once, on first use)."""
     b = q.full.shape[0]
-    memo: dict[str, np.ndarray] = {}
 
-    def once(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        if name not in memo:
-            memo[name] = compute()
-        return memo[name]
-
+    @cache
     def cos() -> np.ndarray:
-        return once("cos", lambda: _rowwise_dot(q.full[query], index.full[cand]))
+        return _rowwise_dot(q.full[query], index.full[cand])
 
+    @cache
     def days() -> np.ndarray:
-        return once("days", lambda: index.times[cand] - q.times[query])
+        return index.times[cand] - q.times[query]
 
+    @cache
     def recent() -> np.ndarray:
-        return once("recent", lambda: cos() / (
-            1.0 + np.nan_to_num(np.abs(days()), nan=365.0) / RECENT_DAYS))
+        return cos() / (1.0 + np.nan_to_num(np.abs(days()), nan=365.0) / RECENT_DAYS)
 
+    @cache
     def v_t() -> np.ndarray:
-        return once("v_t", lambda: _lookup(votes_text, query, cand))
+        return _lookup(votes_text, query, cand)
 
+    @cache
     def v_d() -> np.ndarray:
-        return once("v_d", lambda: _lookup(votes_date, query, cand))
+        return _lookup(votes_date, query, cand)
 
+    @cache
     def row_max() -> np.ndarray:
-        def compute() -> np.ndarray:
-            out = np.zeros(b, dtype=np.float32)
-            np.maximum.at(out, query, cos())
-            return out
-        return once("row_max", compute)
+        out = np.zeros(b, dtype=np.float32)
+        np.maximum.at(out, query, cos())
+        return out
 
     def density() -> np.ndarray:
         return np.array([
@@ -281,8 +279,9 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
             - np.searchsorted(index.sorted_times, t - 1)
             if not np.isnan(t) else np.nan for t in q.times], dtype=np.float32)[query]
 
+    @cache
     def topic_overlap() -> np.ndarray:
-        return once("topics", lambda: _rowwise_dot(q.topics[query], index.topics[cand]))
+        return _rowwise_dot(q.topics[query], index.topics[cand])
 
     def q_has_topics() -> np.ndarray:
         return np.diff(q.topics.indptr)[query] > 0
