@@ -78,7 +78,7 @@ class Pairs:
 
     query: np.ndarray  # int64, position within the batch
     candidate: np.ndarray  # int64, catalog row
-    features: np.ndarray  # float32, len(pairs) × len(FEATURES)
+    features: np.ndarray  # float32, len(pairs) × the features asked for, in their order
 
 
 @dataclass
