@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import shutil
 import signal
+import struct
 import subprocess
 import sys
-import time
+import termios
 
 import numpy as np
 import pytest
@@ -111,24 +114,62 @@ def test_artifact_round_trip_tamper_and_prune(synthetic_catalog, tmp_path):
     assert loaded.version not in artifact.versions(models)
 
 
-def test_sigkill_during_train_leaves_current_serving(synthetic_catalog, tmp_path):
+def _train_killed_at(marker: bytes | None, env: dict) -> int | None:
+    """Run `recommender train` on a terminal and SIGKILL it when its progress shows `marker`.
+
+    Killing at a phase the process announces, not after a fixed delay, keeps the test
+    meaningful on any machine speed: a delay that lands mid-fit here lands after publishing
+    on a faster one. Returns the exit status (negative: killed by that signal).
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "recommender", "train"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        while marker is not None and marker not in seen:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process exited and closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            seen = seen[-4096:] + chunk
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(timeout=120)
+    finally:
+        os.close(master)
+
+
+@pytest.mark.parametrize("marker", [None, b"train:   0%", b"train: 100%", b"rank:   0%",
+                                    b"rank: 100%"],
+                         ids=["starting", "gathering-pairs", "fitting-ranker", "precomputing",
+                              "publishing"])
+def test_sigkill_during_train_leaves_current_serving(synthetic_catalog, tmp_path, marker):
     models = tmp_path / "models"
     with Catalog(synthetic_catalog, readonly=True) as catalog:
         before = train(catalog, models, params=SMALL)["version"]
     env = {**os.environ, "RECOMMENDER_CATALOG": str(synthetic_catalog),
            "RECOMMENDER_MODELS": str(models)}
-    for delay in (0.5, 2.0, 4.0):  # early, while fitting, while precomputing
-        proc = subprocess.Popen([sys.executable, "-m", "recommender", "train", "-q"], env=env,
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    status = _train_killed_at(marker, env)
+    if marker == b"rank: 100%":
+        # Killed while publishing, or just after (or it won the race and exited): the old
+        # version or the new one is current, never a half-written one (load verifies every
+        # checksum), and both are complete.
+        assert status in (0, -signal.SIGKILL)
+        current = artifact.load(models).version
+        assert current == artifact.current_version(models)
+        assert current in artifact.versions(models) and before in artifact.versions(models)
+    else:
+        assert status == -signal.SIGKILL  # it really died mid-phase
         assert artifact.current_version(models) == before
         assert artifact.load(models).version == before
-    # The next train cleans up what the killed ones left and publishes normally.
+    # The next train cleans up what the killed one left and publishes normally.
     with Catalog(synthetic_catalog, readonly=True) as catalog:
         after = train(catalog, models, params=SMALL)["version"]
     assert after != before and not list(models.glob(".tmp-*"))
+    assert artifact.load(models).version == after
 
 
 def test_recommend_cli_same_list_for_web_and_amp_urls(seeds_catalog, tmp_path):
