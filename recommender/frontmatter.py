@@ -54,14 +54,25 @@ class Item:
     quality: int | None = None
     heat: int | None = None
     type: str | None = None
+    # Canonical keys of every URL the item was published under (sorted, `key` among them).
+    # Computed once where the file is parsed (a pool worker), not where it is written.
+    aliases: tuple[str, ...] = ()
 
-    def keys(self) -> set[str]:
-        """Canonical keys of every URL this item was published under."""
-        out = {self.key}
-        for u in self.urls.values():
-            with suppress(InvalidURL):
-                out.add(canonical_url(u))
-        return out
+    def __post_init__(self) -> None:
+        if not self.aliases:
+            keys = {self.key}
+            for u in self.urls.values():
+                with suppress(InvalidURL):
+                    keys.add(canonical_url(u))
+            self.aliases = tuple(sorted(keys))
+
+    def __reduce__(self) -> tuple:
+        # Items cross the parser pool's pipe by the tens of thousands; a slots dataclass's
+        # default pickling restores each field by a Python-level setattr loop, which doubled
+        # the unpickling time of an import in the writing process.
+        return Item, (self.key, self.title, self.excerpt, self.published, self.urls,
+                      self.provider_name, self.provider_domain, self.topics, self.image,
+                      self.quality, self.heat, self.type, self.aliases)
 
 
 @dataclass(slots=True)
@@ -71,6 +82,9 @@ class Article:
     item: Item
     related: list[Item]
     path: str
+
+    def __reduce__(self) -> tuple:
+        return Article, (self.item, self.related, self.path)
 
 
 def _check_expansion(doc: Any) -> None:
@@ -132,26 +146,35 @@ def _load_yaml(text: str) -> Any:
         raise BadFile("YAML is nested too deeply") from None
 
 
-def _expect(value: Any, types: type | tuple[type, ...], name: str) -> Any:
+def _label(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _expect(value: Any, types: type | tuple[type, ...], where: str, name: str) -> Any:
+    # Field labels are built only for the error message: an import checks ~15 fields of
+    # ~20 items per file, and formatting every label up front cost more than the checks.
     if value is not None and not isinstance(value, types):
         options = (types,) if isinstance(types, type) else types
         names = " or ".join(t.__name__ for t in options)
-        raise BadFile(f"field '{name}' must be {names}, got {type(value).__name__}")
+        raise BadFile(f"field '{_label(where, name)}' must be {names}, "
+                      f"got {type(value).__name__}")
     return value
 
 
-def _text(value: Any, name: str) -> str | None:
+def _text(value: Any, where: str, name: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
     if isinstance(value, bool):
-        raise BadFile(f"field '{name}' must be str, got bool")
+        raise BadFile(f"field '{_label(where, name)}' must be str, got bool")
     if isinstance(value, int | float):
         return str(value)
-    return _expect(value, str, name)
+    return _expect(value, str, where, name)
 
 
-def _int(value: Any, name: str) -> int | None:
+def _int(value: Any, where: str, name: str) -> int | None:
     if isinstance(value, bool):
-        raise BadFile(f"field '{name}' must be int, got bool")
-    return _expect(value, int, name)
+        raise BadFile(f"field '{_label(where, name)}' must be int, got bool")
+    return _expect(value, int, where, name)
 
 
 def iso_utc(value: Any, name: str = "publishedDateTime") -> str | None:
@@ -182,47 +205,54 @@ def _item(raw: Any, where: str) -> Item:
     """Build an Item from a mapping; `where` prefixes field names in error messages."""
     if not isinstance(raw, dict):
         raise BadFile(f"{where or 'front matter'} must be a mapping, got {type(raw).__name__}")
-    p = where + "." if where else ""
-    title = _text(raw.get("title"), p + "title")
+    get = raw.get
+    title = _text(get("title"), where, "title")
     if not title or not title.strip():
         raise BadFile(f"{where or 'article'} has no title")
     urls = {}
     for name in URL_FIELDS:
-        value = _expect(raw.get(name), str, p + name)
+        value = _expect(get(name), str, where, name)
         if value and value.strip():
             urls[name] = value.strip()
-    key = None
-    for name in URL_FIELDS:
-        if name in urls:
-            try:
-                key = canonical_url(urls[name])
-                break
-            except InvalidURL as exc:
-                raise BadFile(f"field '{p}{name}': {exc}") from None
-    if key is None:
+    if not urls:
         raise BadFile(f"{where or 'article'} has no URL (webUrl or originalUrl)")
-    provider = _expect(raw.get("provider"), dict, p + "provider") or {}
-    topics = _expect(raw.get("topics"), list, p + "topics") or []
+    key = None
+    keys = set()
+    for name, url in urls.items():  # in URL_FIELDS order: the first names the story
+        try:
+            canonical = canonical_url(url)
+        except InvalidURL as exc:
+            if key is None:
+                raise BadFile(f"field '{_label(where, name)}': {exc}") from None
+            continue  # a broken alternate URL costs the alias, not the story
+        key = key or canonical
+        keys.add(canonical)
+    provider = _expect(get("provider"), dict, where, "provider") or {}
+    topics = _expect(get("topics"), list, where, "topics") or []
     for i, t in enumerate(topics):
-        _expect(t, str, f"{p}topics[{i}]")
-    images = _expect(raw.get("images"), list, p + "images") or []
+        _expect(t, str, where, f"topics[{i}]")
+    images = _expect(get("images"), list, where, "images") or []
     image = None
     if images:
-        first = _expect(images[0], dict, p + "images[0]") or {}
-        image = _expect(first.get("url"), str, p + "images[0].url")
+        first = _expect(images[0], dict, where, "images[0]") or {}
+        image = _expect(first.get("url"), str, where, "images[0].url")
+    published = get("publishedDateTime")
+    if published is not None:
+        published = iso_utc(published, _label(where, "publishedDateTime"))
     return Item(
         key=key,
         title=" ".join(title.split()),
-        excerpt=" ".join((_text(raw.get("excerpt"), p + "excerpt") or "").split()),
-        published=iso_utc(raw.get("publishedDateTime"), p + "publishedDateTime"),
+        excerpt=" ".join((_text(get("excerpt"), where, "excerpt") or "").split()),
+        published=published,
         urls=urls,
-        provider_name=_text(provider.get("name"), p + "provider.name"),
-        provider_domain=_text(provider.get("domain"), p + "provider.domain"),
+        provider_name=_text(provider.get("name"), where, "provider.name"),
+        provider_domain=_text(provider.get("domain"), where, "provider.domain"),
         topics=[t for t in topics if t],
         image=image,
-        quality=_int(raw.get("quality"), p + "quality"),
-        heat=_int(raw.get("heat"), p + "heat"),
-        type=_text(raw.get("type"), p + "type"),
+        quality=_int(get("quality"), where, "quality"),
+        heat=_int(get("heat"), where, "heat"),
+        type=_text(get("type"), where, "type"),
+        aliases=tuple(sorted(keys)),
     )
 
 
@@ -239,7 +269,7 @@ def parse_text(text: str, path: str = "<text>") -> Article:
     if _may_have_anchor(source):
         _check_expansion(doc)
     item = _item(doc, "")
-    related_raw = _expect(doc.get("related"), list, "related") or []
+    related_raw = _expect(doc.get("related"), list, "", "related") or []
     related = [_item(r, f"related[{i}]") for i, r in enumerate(related_raw)]
     return Article(item=item, related=related, path=path)
 

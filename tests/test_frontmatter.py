@@ -25,7 +25,7 @@ def test_seed_file_fields():
     assert [r.provider_name for r in article.related] == ["Fox News", "Cook County Record"]
     fox = article.related[0]
     assert set(fox.urls) == {"webUrl", "ampWebUrl", "cdnAmpWebUrl"}
-    assert fox.keys() == {fox.key}  # all three URL fields name one story
+    assert fox.aliases == (fox.key,)  # all three URL fields name one story
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
