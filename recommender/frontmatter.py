@@ -54,8 +54,9 @@ class Item:
     quality: int | None = None
     heat: int | None = None
     type: str | None = None
-    # Canonical keys of every URL the item was published under (sorted, `key` among them).
-    # Computed once where the file is parsed (a pool worker), not where it is written.
+    # Canonical keys of every URL the item was published under (sorted, `key` among them;
+    # a broken alternate URL costs its alias, not the story). Derived on construction, so
+    # an import computes them in the parser pool, not in the process that writes.
     aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -216,17 +217,11 @@ def _item(raw: Any, where: str) -> Item:
             urls[name] = value.strip()
     if not urls:
         raise BadFile(f"{where or 'article'} has no URL (webUrl or originalUrl)")
-    key = None
-    keys = set()
-    for name, url in urls.items():  # in URL_FIELDS order: the first names the story
-        try:
-            canonical = canonical_url(url)
-        except InvalidURL as exc:
-            if key is None:
-                raise BadFile(f"field '{_label(where, name)}': {exc}") from None
-            continue  # a broken alternate URL costs the alias, not the story
-        key = key or canonical
-        keys.add(canonical)
+    name, url = next(iter(urls.items()))  # in URL_FIELDS order: the first names the story
+    try:
+        key = canonical_url(url)
+    except InvalidURL as exc:
+        raise BadFile(f"field '{_label(where, name)}': {exc}") from None
     provider = _expect(get("provider"), dict, where, "provider") or {}
     topics = _expect(get("topics"), list, where, "topics") or []
     for i, t in enumerate(topics):
@@ -252,7 +247,6 @@ def _item(raw: Any, where: str) -> Item:
         quality=_int(get("quality"), where, "quality"),
         heat=_int(get("heat"), where, "heat"),
         type=_text(get("type"), where, "type"),
-        aliases=tuple(sorted(keys)),
     )
 
 

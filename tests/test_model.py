@@ -114,7 +114,7 @@ def test_artifact_round_trip_tamper_and_prune(synthetic_catalog, tmp_path):
     assert loaded.version not in artifact.versions(models)
 
 
-def _train_killed_at(marker: bytes | None, env: dict) -> int | None:
+def _train_killed_at(marker: bytes | None, env: dict) -> int:
     """Run `recommender train` on a terminal and SIGKILL it when its progress shows `marker`.
 
     Killing at a phase the process announces, not after a fixed delay, keeps the test
