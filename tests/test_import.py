@@ -3,6 +3,7 @@ idempotence, bad input, crashes."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import synthetic
 from badfiles import GOOD, write_bad_files
 from conftest import ROOT, SEEDS, run_cli
@@ -150,9 +152,31 @@ def test_importing_twice_changes_nothing(tmp_path, catalog_location):
 def test_pool_and_in_process_imports_agree(tmp_path, new_catalog):
     corpus = synthetic.generate(900, seed=5)
     synthetic.write_files(corpus, tmp_path / "files", seed=5)
-    results = [_import(new_catalog(), tmp_path / "files", workers=w) for w in (1, 2)]
+    locations = {workers: new_catalog() for workers in (1, 2)}
+    results = [_import(loc, tmp_path / "files", workers=w) for w, loc in locations.items()]
     assert results[0][2] == results[1][2]
+    assert _dump(locations[1]) == _dump(locations[2])
     assert results[0][1] == results[1][1]  # same bad files, same reasons, same order
+
+
+def test_import_leaves_the_garbage_collector_as_it_found_it(tmp_path, new_catalog):
+    """The importer pauses the cyclic collector (and freezes the heap) for speed; a program
+    that imports, a long-running one above all, gets it back as it was, on error too."""
+    write_bad_files(tmp_path / "mixed")
+
+    def stop(path: str, reason: str) -> None:
+        raise RuntimeError(f"{path}: {reason}")
+
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            _import(new_catalog(), SEEDS)
+            assert gc.isenabled() is enabled and gc.get_freeze_count() == 0
+            with Catalog(new_catalog()) as catalog, pytest.raises(RuntimeError):
+                import_paths(catalog, [tmp_path / "mixed"], on_error=stop)
+            assert gc.isenabled() is enabled and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
 
 
 def test_bad_files_are_named_and_the_rest_imported(tmp_path, catalog_location):
