@@ -88,8 +88,9 @@ def _collector_paused() -> Iterator[None]:
     A YAML document allocates hundreds of dicts and lists, and the writer unpickles as many,
     so the automatic collector ran many times per file; each time its oldest generation
     came up it walked every object the process held (in a forked parser, the parent's whole
-    heap, copy-on-write pages and all). That was 13 % of the parsers' CPU and a tenth of the
-    writer's: 690 → 880 files/s. What exists on entry is frozen (`gc.freeze`), so the
+    heap, copy-on-write pages and all). That was over a quarter of the parsers' CPU (2.1 →
+    1.5 ms a file) and up to a sixth of the writer's: 690 → 850-880 files/s in
+    `bench/import.py`. What exists on entry is frozen (`gc.freeze`), so the
     collections made here walk only what the import created; forked parsers inherit both
     settings. Parsed files are freed by reference counting (they form cycles only through
     YAML aliases), and the periodic collections bound what any cycle can hold.
