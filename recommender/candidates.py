@@ -283,6 +283,7 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
     def topic_overlap() -> np.ndarray:
         return _rowwise_dot(q.topics[query], index.topics[cand])
 
+    @cache
     def q_has_topics() -> np.ndarray:
         return np.diff(q.topics.indptr)[query] > 0
 

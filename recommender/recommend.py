@@ -109,9 +109,8 @@ def _days(iso: str | None) -> float | None:
 
 def csr_row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Row i of a CSR matrix as (column indices, values), without building a matrix."""
-    lo, hi = int(m.indptr[i]), int(m.indptr[i + 1])
-    # Plain arrays: slices of a memory-mapped matrix would carry np.memmap's per-call costs.
-    return np.asarray(m.indices[lo:hi]), np.asarray(m.data[lo:hi])
+    lo, hi = m.indptr[i], m.indptr[i + 1]
+    return m.indices[lo:hi], m.data[lo:hi]
 
 
 def _checked_key(url: str) -> str:
@@ -273,7 +272,7 @@ class Recommender:
                 skip: set[int]) -> list[Related]:
         valid = rows >= 0
         rows, scores = rows[valid], scores[valid]
-        ids = np.asarray(art.model.ids_)[rows].tolist()  # one gather, not one per row
+        ids = art.model.ids_[rows].tolist()  # one gather, not one per row
         excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
         since = iso_utc(f.since, "since") if f.since else None
         until = iso_utc(f.until, "until") if f.until else None
