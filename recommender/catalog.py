@@ -146,11 +146,15 @@ class ImportCounts:
     updated: int = 0  # files that replaced an older version of their article
     unchanged: int = 0  # files already imported, or older than the version the catalog holds
     skipped: int = 0  # bad files
+    warnings: int = 0  # items or images dropped from imported files
 
 
-def _rank(item: Item, seq: int) -> str:
-    """Sort key for 'newest file wins': publishedDateTime, then import order."""
-    return f"{item.published or ''}|{seq:012d}"
+def _rank(article: Article, digest: str) -> str:
+    """Sort key for 'which file of an article wins': the newest publishedDateTime, then the
+    longer curated list, then the content hash. Never import order, so a catalog holds the
+    same whatever order its files came in (two copies of one article with one timestamp,
+    one with 179 related items and one with none, keep the list)."""
+    return f"{article.item.published or ''}|{len(article.related):06d}|{digest}"
 
 
 class Catalog:
@@ -225,16 +229,17 @@ class Catalog:
                     counts.unchanged += 1
                     continue
                 seq += 1
-                story_id, outcome = self._add_article(db, article, seq)
+                story_id, outcome = self._add_article(db, article, digest, seq)
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
                 db.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
                            (digest, article.path, story_id, seq))
             db.execute("INSERT INTO meta VALUES ('seq', ?) ON CONFLICT (name)"
                        " DO UPDATE SET value = excluded.value", (str(seq),))
 
-    def _add_article(self, db: Database, article: Article, seq: int) -> tuple[int, str]:
+    def _add_article(self, db: Database, article: Article, digest: str,
+                     seq: int) -> tuple[int, str]:
         item = article.item
-        rank = _rank(item, seq)
+        rank = _rank(article, digest)
         merges = self._merges
         story_id = self._resolve(db, item, seq, prefer=item.key)
         targets = [self._resolve(db, rel, seq, prefer=rel.key) for rel in article.related]
@@ -297,16 +302,7 @@ class Catalog:
             for other in found[1:]:
                 story_id = self._merge(db, story_id, other, seq)
             if len(found) > 1 or not rows[0][2]:
-                # Fields seen only in related lists fill gaps; they never overwrite.
-                db.execute(
-                    "UPDATE stories SET excerpt = CASE WHEN excerpt = '' THEN ? ELSE excerpt END,"
-                    " published = COALESCE(published, ?),"
-                    " provider_name = COALESCE(provider_name, ?),"
-                    " provider_domain = COALESCE(provider_domain, ?), image = COALESCE(image, ?),"
-                    " quality = COALESCE(quality, ?), type = COALESCE(type, ?)"
-                    " WHERE id = ? AND has_file = 0",
-                    (item.excerpt, item.published, item.provider_name, item.provider_domain,
-                     item.image, item.quality, item.type, story_id))
+                _fill(db, story_id, _mention(item))
             if len(rows) == len(keys):
                 return story_id  # every key already names it (a merge repoints, not drops)
         db.executemany("INSERT INTO aliases VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -323,6 +319,9 @@ class Catalog:
                                  " WHERE id = ?", (sid,)).fetchone() for sid in (a, b)}
         keep, drop = (a, b) if ranks[a] >= ranks[b] else (b, a)
         self._merges += 1
+        dropped = db.execute(f"SELECT {', '.join(_MENTION)} FROM stories WHERE id = ?",
+                             (drop,)).fetchone()
+        _fill(db, keep, dict(zip(_MENTION, dropped, strict=True)))
         db.execute("UPDATE aliases SET story_id = ? WHERE story_id = ?", (keep, drop))
         db.execute("UPDATE files SET story_id = ? WHERE story_id = ?", (keep, drop))
         # Lists that named the dropped story now name the kept one, unless they already do.
@@ -461,6 +460,59 @@ class Catalog:
             if n:
                 problems.append(f"{n} {what}")
         return problems
+
+
+# A story known only from related lists takes each field from all its mentions by a rule
+# that does not depend on which came first: the longest title and excerpt (then the smaller
+# text), the earliest date, the smallest provider (name and domain together), URL (and its
+# variants), image and type, the highest quality. A story's own file overrides all of it.
+# field → (rule, the field whose rule it follows, SQL type)
+_MENTION_RULES = {
+    "title": ("longest", "title", "TEXT"),
+    "excerpt": ("longest", "excerpt", "TEXT"),
+    "published": ("least", "published", "TEXT"),
+    "provider_name": ("least", "provider_name", "TEXT"),
+    "provider_domain": ("least", "provider_name", "TEXT"),
+    "url": ("least", "url", "TEXT"),
+    "urls": ("least", "url", "TEXT"),
+    "image": ("least", "image", "TEXT"),
+    "quality": ("greatest", "quality", "BIGINT"),
+    "type": ("least", "type", "TEXT"),
+}
+_MENTION = tuple(_MENTION_RULES)
+
+
+def _fill_statement() -> str:
+    """The UPDATE that folds one mention into a list-only story (SET reads the old row)."""
+    def param(name: str) -> str:  # typed, so PostgreSQL can compare an untyped NULL
+        return f"CAST(:{name} AS {_MENTION_RULES[name][2]})"
+
+    sets = []
+    for column, (rule, lead, _) in _MENTION_RULES.items():
+        new, old = param(lead), lead
+        if rule == "longest":
+            better = (f"length({new}) > length({old}) OR"
+                      f" (length({new}) = length({old}) AND {new} < {old})")
+        else:
+            op = "<" if rule == "least" else ">"
+            better = f"{new} IS NOT NULL AND ({old} IS NULL OR {new} {op} {old})"
+        sets.append(f"{column} = CASE WHEN {better} THEN {param(column)} ELSE {column} END")
+    return f"UPDATE stories SET {', '.join(sets)} WHERE id = :id AND has_file = 0"
+
+
+_FILL = _fill_statement()
+
+
+def _mention(item: Item) -> dict:
+    return {"title": item.title, "excerpt": item.excerpt, "published": item.published,
+            "provider_name": item.provider_name, "provider_domain": item.provider_domain,
+            "url": _display_url(item), "urls": json.dumps(item.urls, sort_keys=True),
+            "image": item.image, "quality": item.quality, "type": item.type}
+
+
+def _fill(db: Database, story_id: int, mention: dict) -> None:
+    """Fold one more mention of a story into it, the same whatever the order (_MENTION_RULES)."""
+    db.execute(_FILL, {**mention, "id": story_id})
 
 
 def _display_url(item: Item) -> str:

@@ -38,12 +38,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     with Catalog(settings.catalog_location(args.catalog)) as catalog:
         try:
             counts = import_paths(catalog, args.paths, on_error=lambda p, r: _err(f"{p}: {r}"),
+                                  on_warning=lambda p, w: _err(f"{p}: warning: {w}"),
                                   progress=progress)
         except FileNotFoundError as exc:
             _err(str(exc))
             return 2
     print(f"imported {counts.imported}, updated {counts.updated}, "
-          f"unchanged {counts.unchanged}, skipped {counts.skipped}")
+          f"unchanged {counts.unchanged}, skipped {counts.skipped}"
+          + (f" ({counts.warnings} items or images dropped)" if counts.warnings else ""))
     return 1 if counts.skipped else 0
 
 

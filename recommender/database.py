@@ -10,6 +10,7 @@ anything else is a SQLite file.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
@@ -69,6 +70,10 @@ class SQLiteDatabase:
 
     dialect = "sqlite"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    # What one file's values can make a write fail with (the rest of the import goes on).
+    data_errors: tuple[type[BaseException], ...] = (
+        sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+        OverflowError, ValueError, TypeError)
 
     def __init__(self, path: str, *, readonly: bool) -> None:
         if not readonly:
@@ -131,6 +136,8 @@ class PostgresDatabase:
         import psycopg  # only deployments on PostgreSQL pay for the driver's import
 
         self.errors = (psycopg.Error,)
+        self.data_errors = (psycopg.DataError, psycopg.IntegrityError, OverflowError,
+                            ValueError, TypeError)
         self._url = url
         self._options = "-c default_transaction_read_only=on" if readonly else None
         self._in_transaction = False
@@ -214,7 +221,11 @@ Database = SQLiteDatabase | PostgresDatabase
 
 @lru_cache(maxsize=256)
 def _pg(sql: str) -> str:
-    return sql.replace("%", "%%").replace("?", "%s")
+    """SQLite's placeholders (`?`, `:name`) in psycopg's form (`%s`, `%(name)s`)."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%").replace("?", "%s"))
+
+
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
 
 
 def _sqlite_types(statement: str) -> str:

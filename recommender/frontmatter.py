@@ -9,21 +9,40 @@ fails loudly here rather than deep inside training.
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import suppress
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .urls import InvalidURL, canonical_url
+from .urls import InvalidURL, canonical_url, web_url
 
 try:  # The C loader is ~10x faster; both are safe loaders.
-    from yaml import CSafeLoader as SafeLoader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+
+class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, refusing a mapping that repeats a key: YAML would keep the last
+    silently, and an editor who wrote two `title:` lines meant one of them."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+                if key in seen and key != "<<":
+                    line = key_node.start_mark.line + 1
+                    raise BadFile(f"duplicate key '{key[:60]}' at line {line}")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 MAX_FILE_BYTES = 1 << 20
+INT_RANGE = (-(1 << 63), (1 << 63) - 1)  # what both catalog engines store in an integer column
 # Nodes a walk may visit, counting shared (aliased) nodes each time they are reached.
 # Real articles have a few thousand; a billion-laughs document has billions.
 MAX_EXPANDED_NODES = 200_000
@@ -36,6 +55,11 @@ URL_FIELDS = ("webUrl", "originalUrl", "ampWebUrl", "cdnAmpWebUrl")
 
 class BadFile(Exception):
     """A file that cannot be imported; `str()` is the reason shown to the user."""
+
+
+class BadURL(BadFile):
+    """An item whose own URL cannot be linked to: the file is bad when the item is its
+    article, and the item is dropped (with a warning) when it is a related story."""
 
 
 @dataclass(slots=True)
@@ -60,12 +84,8 @@ class Item:
     aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.aliases:
-            keys = {self.key}
-            for u in self.urls.values():
-                with suppress(InvalidURL):
-                    keys.add(canonical_url(u))
-            self.aliases = tuple(sorted(keys))
+        if not self.aliases:  # `urls` holds checked web URLs only (see `_item`)
+            self.aliases = tuple(sorted({self.key, *map(canonical_url, self.urls.values())}))
 
     def __reduce__(self) -> tuple:
         # Items cross the parser pool's pipe by the tens of thousands; a slots dataclass's
@@ -83,9 +103,12 @@ class Article:
     item: Item
     related: list[Item]
     path: str
+    # What was dropped from the file (a related item or an image whose URL cannot be
+    # linked to), one sentence each: the file is imported without it, and the user told.
+    warnings: list[str] = field(default_factory=list)
 
     def __reduce__(self) -> tuple:
-        return Article, (self.item, self.related, self.path)
+        return Article, (self.item, self.related, self.path, self.warnings)
 
 
 def _check_expansion(doc: Any) -> None:
@@ -145,6 +168,13 @@ def _load_yaml(text: str) -> Any:
         raise BadFile(f"YAML does not parse{where}: {problem}") from None
     except RecursionError:
         raise BadFile("YAML is nested too deeply") from None
+    except BadFile:
+        raise
+    except (ValueError, OverflowError, TypeError, ArithmeticError) as exc:
+        # A value the YAML constructors cannot build: an impossible date (2020-02-30,
+        # T25:00), `!!int "high"`, a float tag on text...
+        raise BadFile(f"YAML value cannot be read: {str(exc)[:120] or type(exc).__name__}"
+                      ) from None
 
 
 def _label(where: str, name: str) -> str:
@@ -175,7 +205,10 @@ def _text(value: Any, where: str, name: str) -> str | None:
 def _int(value: Any, where: str, name: str) -> int | None:
     if isinstance(value, bool):
         raise BadFile(f"field '{_label(where, name)}' must be int, got bool")
-    return _expect(value, int, where, name)
+    value = _expect(value, int, where, name)
+    if value is not None and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise BadFile(f"field '{_label(where, name)}' is out of range (a 64-bit integer)")
+    return value
 
 
 def iso_utc(value: Any, name: str = "publishedDateTime") -> str | None:
@@ -202,26 +235,35 @@ def iso_utc(value: Any, name: str = "publishedDateTime") -> str | None:
     return stamp.replace(microsecond=0).isoformat() + "Z"
 
 
-def _item(raw: Any, where: str) -> Item:
-    """Build an Item from a mapping; `where` prefixes field names in error messages."""
+def _item(raw: Any, where: str, warnings: list[str]) -> Item:
+    """Build an Item from a mapping; `where` prefixes field names in error messages.
+
+    Every URL is checked by `urls.web_url`: the first of URL_FIELDS names the story (BadURL
+    when it cannot be linked to); a bad alternate URL or image is dropped, with a warning."""
     if not isinstance(raw, dict):
         raise BadFile(f"{where or 'front matter'} must be a mapping, got {type(raw).__name__}")
     get = raw.get
     title = _text(get("title"), where, "title")
     if not title or not title.strip():
         raise BadFile(f"{where or 'article'} has no title")
-    urls = {}
+    urls: dict[str, str] = {}
+    key = None
     for name in URL_FIELDS:
         value = _expect(get(name), str, where, name)
-        if value and value.strip():
-            urls[name] = value.strip()
-    if not urls:
+        if not value or not value.strip():
+            continue
+        try:
+            url = web_url(value)
+            url_key = canonical_url(url)
+        except InvalidURL as exc:
+            if key is None:
+                raise BadURL(f"field '{_label(where, name)}': {exc}") from None
+            warnings.append(f"{_label(where, name)} dropped: {exc}")
+            continue
+        key = key or url_key
+        urls[name] = url
+    if key is None:
         raise BadFile(f"{where or 'article'} has no URL (webUrl or originalUrl)")
-    name, url = next(iter(urls.items()))  # in URL_FIELDS order: the first names the story
-    try:
-        key = canonical_url(url)
-    except InvalidURL as exc:
-        raise BadFile(f"field '{_label(where, name)}': {exc}") from None
     provider = _expect(get("provider"), dict, where, "provider") or {}
     topics = _expect(get("topics"), list, where, "topics") or []
     for i, t in enumerate(topics):
@@ -231,6 +273,12 @@ def _item(raw: Any, where: str) -> Item:
     if images:
         first = _expect(images[0], dict, where, "images[0]") or {}
         image = _expect(first.get("url"), str, where, "images[0].url")
+        if image is not None:
+            try:
+                image = web_url(image)
+            except InvalidURL as exc:
+                warnings.append(f"{_label(where, 'images[0].url')} dropped: {exc}")
+                image = None
     published = get("publishedDateTime")
     if published is not None:
         published = iso_utc(published, _label(where, "publishedDateTime"))
@@ -262,18 +310,42 @@ def parse_text(text: str, path: str = "<text>") -> Article:
         raise BadFile(f"front matter must be a mapping, got {type(doc).__name__}")
     if _may_have_anchor(source):
         _check_expansion(doc)
-    item = _item(doc, "")
+    warnings: list[str] = []
+    item = _item(doc, "", warnings)
     related_raw = _expect(doc.get("related"), list, "", "related") or []
-    related = [_item(r, f"related[{i}]") for i, r in enumerate(related_raw)]
-    return Article(item=item, related=related, path=path)
+    related = []
+    for i, raw in enumerate(related_raw):
+        try:
+            related.append(_item(raw, f"related[{i}]", warnings))
+        except BadURL as exc:
+            warnings.append(f"related[{i}] dropped: {exc}")
+    return Article(item=item, related=related, path=path, warnings=warnings)
 
 
 def read_bytes(path: Path) -> bytes:
-    """A file's bytes, refusing oversized files before reading them."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise BadFile(f"file too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,})")
-    return path.read_bytes()
+    """A regular file's bytes, never more than MAX_FILE_BYTES of them.
+
+    Opened without blocking (a FIFO would otherwise wait forever for a writer) and checked
+    after opening (what a path names can change between a stat and an open); the read is
+    bounded whatever `st_size` says, since /dev/zero or a growing file report 0 or less."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise BadFile(f"cannot read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise BadFile("not a regular file (a FIFO, device or socket is not read)")
+        chunks, total = [], 0
+        while total <= MAX_FILE_BYTES:
+            chunk = f.read(MAX_FILE_BYTES + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > MAX_FILE_BYTES:
+        raise BadFile(f"file too large (over {MAX_FILE_BYTES:,} bytes, the limit)")
+    return b"".join(chunks)
 
 
 def decode(data: bytes) -> str:

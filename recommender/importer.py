@@ -10,6 +10,7 @@ rerun skips every file whose content hash the catalog already holds.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import itertools
@@ -35,17 +36,20 @@ Reporter = Callable[[str, str], None]
 
 
 def iter_files(paths: list[str | Path]) -> Iterator[Path]:
-    """Article files under `paths`, in a deterministic order; missing paths raise."""
+    """Article files under `paths`, in a deterministic order; missing paths raise.
+
+    A path that is neither a folder nor missing (a FIFO, a device, a dangling link) is
+    yielded all the same, so that reading it names it as a bad file (`read_bytes`)."""
     for raw in paths:
         path = Path(raw)
-        if path.is_file():
-            yield path
-        elif path.is_dir():
+        if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if name.lower().endswith(SUFFIXES) and not name.startswith("."):
                         yield Path(root) / name
+        elif os.path.lexists(path):
+            yield path
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
 
@@ -72,11 +76,15 @@ def _read(path: Path) -> _File:
 
 
 def _parse(job: tuple[str, bytes]) -> tuple[Article | None, str | None]:
+    """One file's article, or the reason it cannot be imported: whatever goes wrong with
+    one file is that file's problem, never the import's."""
     path, data = job
     try:
         return parse_text(decode(data), path), None
     except BadFile as exc:
         return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a parser bug or limit must not stop the rest
+        return None, f"cannot be parsed ({type(exc).__name__}: {str(exc)[:120]})"
 
 
 @contextmanager
@@ -126,21 +134,46 @@ def import_paths(
     paths: list[str | Path],
     *,
     on_error: Reporter,
+    on_warning: Reporter | None = None,
     progress: bool = False,
     workers: int | None = None,
 ) -> ImportCounts:
-    """Import every article file under `paths`; bad files go to `on_error(path, reason)`.
+    """Import every article file under `paths`; bad files go to `on_error(path, reason)`,
+    and what was dropped from a file that was imported to `on_warning(path, what)`.
 
     `workers`: parser processes (default: one per core; 1 parses in this process).
     """
     files = list(iter_files(paths))
     workers = workers or os.cpu_count() or 1
     with _collector_paused():
-        return _import(catalog, files, on_error, progress, workers)
+        return _import(catalog, files, on_error, on_warning or (lambda p, w: None), progress,
+                       workers)
 
 
-def _import(catalog: Catalog, files: list[Path], on_error: Reporter, progress: bool,
-            workers: int) -> ImportCounts:
+def _write(catalog: Catalog, batch: list[tuple[Article, str]], counts: ImportCounts,
+           on_error: Reporter) -> None:
+    """Write a batch in one transaction; should a file's values make it fail (a number
+    the engine cannot store, ...), write the files one by one and name the one that fails.
+    Anything else (a full disk, a lost database) stops the import, which a rerun resumes."""
+    before = dataclasses.replace(counts)
+    try:
+        catalog.add_files(batch, counts)
+        return
+    except catalog.db.data_errors:
+        if len(batch) == 1:
+            raise
+    for name in ("imported", "updated", "unchanged"):
+        setattr(counts, name, getattr(before, name))
+    for one in batch:
+        try:
+            catalog.add_files([one], counts)
+        except catalog.db.data_errors as exc:
+            counts.skipped += 1
+            on_error(one[0].path, f"cannot be stored ({type(exc).__name__}: {str(exc)[:120]})")
+
+
+def _import(catalog: Catalog, files: list[Path], on_error: Reporter, on_warning: Reporter,
+            progress: bool, workers: int) -> ImportCounts:
     counts = ImportCounts()
     pool = None
     if workers > 1 and len(files) >= POOL_MIN_FILES:
@@ -176,12 +209,15 @@ def _import(catalog: Catalog, files: list[Path], on_error: Reporter, progress: b
                 counts.skipped += 1
                 on_error(f.path, f.error)
             elif f.article is not None:
+                for warning in f.article.warnings:
+                    counts.warnings += 1
+                    on_warning(f.path, warning)
                 batch.append((f.article, f.digest))
             if len(batch) >= BATCH_FILES:
-                catalog.add_files(batch, counts)
+                _write(catalog, batch, counts, on_error)
                 batch = []
         if batch:
-            catalog.add_files(batch, counts)
+            _write(catalog, batch, counts, on_error)
         bar.update(len(read))
         gc.collect()
 

@@ -26,7 +26,7 @@ from .artifact import Artifact, ArtifactError
 from .candidates import DAY
 from .catalog import Catalog, Story
 from .frontmatter import iso_utc
-from .urls import InvalidURL, canonical_url
+from .urls import InvalidURL, canonical_url, is_web_url
 
 log = logging.getLogger(__name__)
 MAX_K = 100
@@ -331,12 +331,13 @@ class Recommender:
 def story_view(story: Story) -> dict:
     """A story as the API and the CLI show it."""
     return {
-        "url": story.url,
+        # Only http(s) URLs leave the service, even from a catalog imported before that rule.
+        "url": story.url if is_web_url(story.url) else "https://" + story.key,
         "title": story.title,
         "excerpt": story.excerpt,
         "provider": story.provider_name,
         "publishedDateTime": story.published,
-        "image": story.image,
+        "image": story.image if is_web_url(story.image) else None,
     }
 
 

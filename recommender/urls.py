@@ -26,7 +26,18 @@ _AMP_SUFFIX = re.compile(r"(?:/amp|\.amp)$", re.IGNORECASE)
 
 
 class InvalidURL(ValueError):
-    """Raised for text that cannot name a web page (no host)."""
+    """Raised for text that cannot name a web page (no host, or a scheme other than http(s))."""
+
+
+WEB_SCHEMES = ("http", "https")
+MAX_URL_CHARS = 8192  # longer is no page address anyone publishes; it bounds every cache too
+CACHED_URL_CHARS = 512  # the identity cache holds short URLs only: its memory is bounded by bytes
+# What a browser drops before it parses a URL (WHATWG URL: leading/trailing C0 controls and
+# spaces, and ASCII tab or newline anywhere), so "java\tscript:" is read as "javascript:".
+_BROWSER_DROPS = re.compile(r"[\t\n\r]")
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(.*)$", re.DOTALL)
+_PORT_AFTER_HOST = re.compile(r"^\d+(?:[/?#]|$)")  # "example.com:8080/x" is a host, no scheme
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
 def _is_tracking(name: str) -> bool:
@@ -44,33 +55,91 @@ def _unwrap_amp_cache(host: str, path: str, query: str) -> tuple[str, str, str] 
     return m.group(1).lower(), m.group(2) or "", query
 
 
-@lru_cache(maxsize=1 << 16)  # related lists cite the same URLs again and again
-def canonical_url(url: str) -> str:
-    """The identity key of `url`: host (lower case, no `www.`) + path + sorted non-tracking query.
+def web_url(url: str) -> str:
+    """`url` as an absolute http(s) address a page may link to, or InvalidURL.
 
-    Scheme, fragment, port 80/443, a trailing `/`, and a trailing `/amp` or `.amp` are dropped.
-    """
+    The one rule for every URL that enters the catalog or leaves it (an article's, a related
+    item's, an image's): a scheme other than http or https (javascript:, data:, file:, ...),
+    a control character, or no host is refused, judged the way a browser would read the
+    text. A bare `host/path` gets `http://`."""
     if not isinstance(url, str):
         raise InvalidURL(f"URL must be a string, got {type(url).__name__}")
-    text = url.strip()
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidURL(f"URL longer than {MAX_URL_CHARS:,} characters")
+    text = _BROWSER_DROPS.sub("", url).strip(_C0_AND_SPACE)
     if not text:
         raise InvalidURL("empty URL")
-    if "://" not in text:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise InvalidURL(f"control character in URL: {url[:80]!r}")
+    scheme = _SCHEME.match(text)
+    name = scheme.group(1).lower() if scheme else ""
+    if name in WEB_SCHEMES:
+        if not scheme.group(2).startswith("//"):  # type: ignore[union-attr]
+            raise InvalidURL(f"not a URL (no host): {url[:80]!r}")
+    elif scheme and not (("." in name or name == "localhost")
+                         and _PORT_AFTER_HOST.match(scheme.group(2))):
+        raise InvalidURL(f"only http(s) URLs are accepted, not {name}: {url[:80]!r}")
+    else:  # a bare host[:port]/path, or a scheme-relative //host/path
         text = "http://" + text.lstrip("/")
     try:
         parts = urlsplit(text)
-        host = (parts.hostname or "").lower()
-        port = parts.port
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise InvalidURL(f"not a URL: {url!r} ({exc})") from None
+        raise InvalidURL(f"not a URL: {url[:80]!r} ({exc})") from None
     if not host or "." not in host and host != "localhost":
-        raise InvalidURL(f"not a URL (no host): {url!r}")
+        raise InvalidURL(f"not a URL (no host): {url[:80]!r}")
+    return text
+
+
+def is_web_url(url: object) -> bool:
+    """Whether `url` may be emitted as a link or an image source (see `web_url`)."""
+    try:
+        web_url(url)  # type: ignore[arg-type]
+    except InvalidURL:
+        return False
+    return True
+
+
+def _ascii_host(host: str) -> str:
+    """The host in its ASCII (punycode) form, so `bücher.example` and
+    `xn--bcher-kva.example` name one story."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def canonical_url(url: str) -> str:
+    """The identity key of `url`: host (lower case, ASCII, no `www.`) + path + sorted
+    non-tracking query.
+
+    Scheme, fragment, port 80/443, a trailing `/`, and a trailing `/amp` or `.amp` are dropped.
+    """
+    if isinstance(url, str) and len(url) <= CACHED_URL_CHARS:
+        return _canonical_cached(url)
+    return _canonical(url)
+
+
+@lru_cache(maxsize=1 << 14)  # related lists cite the same URLs again and again
+def _canonical_cached(url: str) -> str:
+    return _canonical(url)
+
+
+def _canonical(url: str) -> str:
+    text = web_url(url)
+    parts = urlsplit(text)
+    host = _ascii_host((parts.hostname or "").lower())
+    port = parts.port
     path, query = parts.path, parts.query
     unwrapped = _unwrap_amp_cache(host, path, query)
     if unwrapped:
         host, path, query = unwrapped
         if ":" in host:
             host, _, _ = host.partition(":")
+        host = _ascii_host(host)
         port = None
     if host.startswith("www."):
         host = host[4:]

@@ -15,10 +15,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from badfiles import PARTLY_BAD
 from conftest import ROOT, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EVIL = "<script>alert('pwned')</script> Evil headline about zebras"
+LEGACY_URL = "javascript:alert(document.domain)//https://legacy.example/zebras"
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,19 @@ def site(synthetic_catalog, tmp_path_factory):
     evil = tmp / "evil.md"
     evil.write_text(f'---\ntitle: "{EVIL}"\nexcerpt: "zebras <b>bold</b>"\n'
                     'webUrl: "https://evil.example/zebras"\n---\n')
+    # Every URL trick in an imported file (the importer drops them), and a story whose URL
+    # and image reached the catalog before that rule (written here past the importer).
+    (tmp / "tricks.md").write_text(PARTLY_BAD.replace("Good, with bad parts",
+                                                      "Zebras with bad parts"))
+    (tmp / "legacy.md").write_text('---\ntitle: "Zebras of old"\nexcerpt: "zebras stripes"\n'
+                                   'webUrl: "https://legacy.example/zebras"\n---\n')
     with Catalog(catalog) as cat:
-        import_paths(cat, [evil], on_error=lambda p, r: pytest.fail(r))
+        import_paths(cat, [evil, tmp / "tricks.md", tmp / "legacy.md"],
+                     on_error=lambda p, r: pytest.fail(r))
+        with cat.transaction():
+            cat.db.execute("UPDATE stories SET url = ?, image = ?, urls = ? WHERE key = ?",
+                           (LEGACY_URL, "data:image/svg+xml,<svg onload=alert(1)>",
+                            '{"webUrl": "JaVaScRiPt:alert(2)"}', "legacy.example/zebras"))
         snapshot = cat.snapshot()
     with Catalog(catalog, readonly=True) as cat:
         train(cat, tmp / "models", params={"max_iter": 60})
@@ -178,4 +191,30 @@ def test_phone_width_needs_no_sideways_scrolling(site, browser):
     pg = context.new_page()
     pg.goto(base + "/?title=zebras")
     assert pg.evaluate("document.documentElement.scrollWidth") <= 375
+    context.close()
+
+
+def test_no_link_or_image_but_http_and_a_csp(site, browser):
+    """Pages built from a catalog holding every URL trick emit only http(s) (or same-site)
+    links and image sources, run no script, and say so in their CSP header."""
+    base, _ = site
+    context = browser.new_context(java_script_enabled=True)  # so a script *could* run
+    pg = context.new_page()
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    for path in ("/?url=https://evil.example/zebras&k=20", "/?title=zebras%20stripes&k=20",
+                 "/stories?q=zebras"):
+        response = pg.goto(base + path)
+        assert "script-src" not in response.headers["content-security-policy"]
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "Zebras of old" in pg.content()  # the legacy story is shown, as text
+        targets = pg.eval_on_selector_all(
+            "[href], [src], [action], [formaction]",
+            "els => els.flatMap(e => ['href', 'src', 'action', 'formaction']"
+            ".map(a => e.getAttribute(a)).filter(v => v !== null))")
+        assert targets
+        for target in targets:
+            assert target.startswith(("http://", "https://", "/", "?")), (path, target)
+    assert dialogs == []
     context.close()

@@ -1,0 +1,149 @@
+"""Hostile and broken files: each is named and skipped, the rest is imported, nothing that is
+not an http(s) URL reaches the catalog, and the catalog does not depend on file order.
+
+Run on SQLite and PostgreSQL (`new_catalog`), in-process and through the parser pool."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import synthetic
+from badfiles import PARTLY_BAD, PARTLY_BAD_WARNINGS, write_bad_files
+from conftest import run_cli
+
+from recommender.catalog import Catalog
+from recommender.frontmatter import parse_file
+from recommender.importer import POOL_MIN_FILES, import_paths, iter_files
+from recommender.urls import is_web_url
+
+
+def _import(location: str, paths: list, workers: int):
+    errors: dict[str, str] = {}
+    warnings: list[tuple[str, str]] = []
+    with Catalog(location) as catalog:
+        counts = import_paths(catalog, paths, workers=workers,
+                              on_error=lambda p, r: errors.__setitem__(p, r),
+                              on_warning=lambda p, w: warnings.append((p, w)))
+        return counts, errors, warnings, catalog.stats()
+
+
+def _content(location: str) -> dict[str, list]:
+    """Every table by content (story keys for ids, no import sequence numbers): equal for
+    catalogs that hold the same, whatever order their files were imported in."""
+    with Catalog(location, readonly=True) as catalog:
+        q = catalog.db.execute
+        key = dict(q("SELECT id, key FROM stories").fetchall())
+        columns = ("key, url, urls, title, excerpt, published, provider_name, provider_domain,"
+                   " topics, image, quality, heat, type, has_file, file_rank")
+        return {
+            "stories": sorted(tuple(r) for r in q(f"SELECT {columns} FROM stories")),
+            "links": sorted((key[s], key[t], p) for s, t, p in q("SELECT * FROM links")),
+            "aliases": sorted((a, key[s]) for a, s in q("SELECT * FROM aliases")),
+            "files": sorted((h, p, key[s]) for h, p, s, _ in q("SELECT * FROM files")),
+        }
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_bad_kind_is_named_and_skipped_among_good_files(tmp_path, new_catalog, workers):
+    """A bad value (impossible date, a tag on the wrong text, a number past 64 bits, a
+    duplicate key, a javascript: URL), a FIFO and a link to /dev/zero: each one file's
+    problem. Enough good files around them that workers=2 runs the parser pool."""
+    corpus = synthetic.generate(POOL_MIN_FILES * 2, seed=11)  # 3 in 4 have a file
+    synthetic.write_files(corpus, tmp_path / "tree", broken_fraction=0, seed=11)
+    good = sorted(p for p in (tmp_path / "tree").rglob("*.md"))
+    expected = write_bad_files(tmp_path / "tree", prefix="0000300_")  # sorted into the middle
+    location = new_catalog()
+    counts, errors, _, stats = _import(location, [tmp_path / "tree"], workers)
+    assert set(errors) == set(expected)
+    for path, words in expected.items():
+        assert words in errors[path], (path, errors[path])
+    assert counts.skipped == len(expected)
+    assert stats["stories_with_file"] == len({parse_file(p).item.key for p in good})
+    with Catalog(location, readonly=True) as catalog:
+        assert catalog.check() == []
+    again, errors_again, _, stats_again = _import(location, [tmp_path / "tree"], workers)
+    assert (again.imported, again.updated) == (0, 0) and stats_again == stats
+    assert set(errors_again) == set(expected)
+
+
+def test_urls_that_are_not_http_never_enter_the_catalog(tmp_path, new_catalog):
+    (tmp_path / "partly.md").write_text(PARTLY_BAD)
+    location = new_catalog()
+    counts, errors, warnings, _ = _import(location, [tmp_path / "partly.md"], 1)
+    assert errors == {} and counts.imported == 1
+    assert len(warnings) == len(PARTLY_BAD_WARNINGS) == counts.warnings
+    for words in PARTLY_BAD_WARNINGS:
+        assert any(words in w for _, w in warnings), words
+    with Catalog(location, readonly=True) as catalog:
+        rows = catalog.db.execute("SELECT url, urls, image FROM stories").fetchall()
+        assert len(rows) == 2  # the article and its one good related story
+        for url, urls, image in rows:
+            assert is_web_url(url) and image is None
+            assert all(is_web_url(u) for u in json.loads(urls).values())
+            assert "javascript" not in (url + urls).lower() and "data:" not in url + urls
+
+
+def test_one_host_in_unicode_and_punycode_is_one_story(tmp_path, new_catalog):
+    (tmp_path / "a.md").write_text(
+        '---\ntitle: "Bücher"\nwebUrl: "https://bücher.example/neu"\nrelated:\n'
+        '  - title: "Same, punycode"\n    webUrl: "https://xn--bcher-kva.example/neu/"\n---\n')
+    location = new_catalog()
+    _import(location, [tmp_path / "a.md"], 1)
+    with Catalog(location, readonly=True) as catalog:
+        assert catalog.stats()["stories"] == 1  # the related item is the article itself
+        assert catalog.story_id_for("https://XN--BCHER-KVA.example/neu") is not None
+
+
+def test_the_catalog_does_not_depend_on_file_order(corpus, tmp_path):
+    """The real corpus holds one article twice with one timestamp (179 related items in the
+    azure copy, none in the powerapps one), and stories named only in lists with differing
+    fields: three orders of the same files give the same tables. (The same rules on
+    PostgreSQL: the two tests below.)"""
+    files = list(iter_files([corpus / "ai", corpus / "powerapps"]))
+    files += [f for f in iter_files([corpus / "azure"])
+              if "power-apps" in (text := f.read_text().lower()) or "powerapps" in text]
+    contents = []
+    for seed in (0, 1, 2):
+        order = files if seed == 0 else random.Random(seed).sample(files, len(files))
+        location = str(tmp_path / f"order{seed}.sqlite3")
+        _import(location, order, 1)
+        contents.append(_content(location))
+    assert contents[0] == contents[1] == contents[2]
+    twin = [s for s in contents[0]["stories"] if s[0].endswith("power-apps-azure.aspx")]
+    assert twin and sum(1 for link in contents[0]["links"] if link[0] == twin[0][0]) > 100
+
+
+def test_list_only_stories_take_the_same_fields_in_any_order(tmp_path, new_catalog):
+    def lister(name: str, excerpt: str, published: str, provider: str) -> Path:
+        path = tmp_path / f"{name}.md"
+        path.write_text(
+            f'---\ntitle: "{name}"\nwebUrl: "https://lists.example/{name}"\nrelated:\n'
+            f'  - title: "Shared story"\n    webUrl: "https://shared.example/s"\n'
+            f'    excerpt: "{excerpt}"\n    publishedDateTime: {published}\n'
+            f'    provider:\n      name: {provider}\n---\n')
+        return path
+
+    a = lister("a", "A long excerpt from the first list", "2021-01-02T00:00:00Z", "Zeta")
+    b = lister("b", "Short", "2021-01-01T00:00:00Z", "Alpha")
+    seen = []
+    for order in ([a, b], [b, a]):
+        location = new_catalog()
+        _import(location, order, 1)
+        with Catalog(location, readonly=True) as catalog:
+            story = catalog.story(catalog.story_id_for("https://shared.example/s"))
+            seen.append((story.excerpt, story.published, story.provider_name))
+    assert seen[0] == seen[1] == ("A long excerpt from the first list", "2021-01-01T00:00:00Z",
+                                  "Alpha")
+
+
+def test_cli_names_each_dropped_part_and_still_imports(tmp_path, catalog_location):
+    (tmp_path / "partly.md").write_text(PARTLY_BAD)
+    result = run_cli("import", str(tmp_path / "partly.md"), catalog=catalog_location)
+    assert result.returncode == 0, result.stderr
+    assert "imported 1," in result.stdout and "3 items or images dropped" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(": warning: " in line for line in lines)
+    assert "Traceback" not in result.stderr
