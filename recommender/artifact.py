@@ -121,8 +121,7 @@ def publish(models_dir: Path, model: RelatedModel, top_rows: np.ndarray,
                 "version": version,
                 "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 **info,
-                "params": {k: list(v) if isinstance(v, tuple) else v
-                           for k, v in model.get_params().items()},
+                "params": model.manifest_params(),
                 "files": sums,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))

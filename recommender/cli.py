@@ -8,6 +8,7 @@ errors (argparse's convention).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -71,6 +72,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _param(text: str) -> tuple[str, object]:
+    """NAME=VALUE, the value read as JSON when it parses (numbers, true, lists), else text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def _params_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="set a model parameter, nested ones too (ranker__n_estimators=100); "
+                   "repeatable; the manifest records every parameter")
+
+
 def _models_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", metavar="DIR",
                    help="models directory (env RECOMMENDER_MODELS; default models)")
@@ -81,7 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = not args.quiet and sys.stderr.isatty()
     with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
-        manifest = train(catalog, settings.models_dir(args.models), progress=progress)
+        manifest = train(catalog, settings.models_dir(args.models), params=dict(args.param),
+                         progress=progress)
     counts, training = manifest["counts"], manifest["training"]
     print(f"model {manifest['version']}: {counts['stories']} stories, "
           f"{counts['curated_lists']} curated lists, {counts['links']} links; "
@@ -116,7 +135,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     progress = not args.quiet and sys.stderr.isatty()
     with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
-        report = evaluate(catalog.snapshot(), args.test_fraction, progress=progress)
+        report = evaluate(catalog.snapshot(), args.test_fraction, params=dict(args.param),
+                          progress=progress, folds=args.folds)
     print(summary_table(report))
     write_report(report, settings.instance_dir() / "evaluation")
     if args.json:
@@ -177,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "atomically; the last 3 versions are kept).")
     _catalog_flag(p)
     _models_flag(p)
+    _params_flag(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_train)
 
@@ -202,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of queries held out, newest first (default 0.2)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot recall@k, k = 1..50")
+    p.add_argument("--folds", type=int, default=1, metavar="N",
+                   help="N rolling folds over the newest F of the queries, each trained on "
+                   "what precedes it; reports the mean and spread (default 1: one split)")
+    _params_flag(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _catalog_flag(p)
     p.set_defaults(handler=cmd_evaluate)
@@ -227,6 +252,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except (CatalogError, ArtifactError) as exc:
         _err(f"error: {exc}")
+        return 1
+    except ValueError as exc:  # what a model or the protocol refuses: a parameter, a fraction
+        if args.command not in ("train", "evaluate"):
+            raise
+        _err(f"error: {exc}")
+        return 1
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _err(f"error: no space left on the device{f' for {exc.filename}' if exc.filename else ''}"
+             " (nothing was published; free space and run again)")
         return 1
     except KeyboardInterrupt:
         _err("interrupted")

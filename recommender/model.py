@@ -2,10 +2,12 @@
 
 Where a link is learned: `RelatedModel.fit`. Training queries are featurised the way the
 model will be used on a new article: cold. Queries are split into time blocks, and block b's
-pairs are built from a graph that holds only the lists of earlier blocks (no list of block b
-or later, no link pointing to them). So the ranker learns how much to trust graph evidence
-when the newest stories' lists are unknown, which is exactly the situation of an article
-published today, and of the evaluation's test queries.
+pairs are built from a graph that holds none of block b's lists and no link pointing to its
+stories, so the ranker learns how much to trust graph evidence for a story whose own list
+and incoming links are unknown: the situation of an article published today, and of the
+evaluation's test queries. With `training_graph="others"` (the default) that graph holds
+every other block's lists, so every block, the oldest included, yields training queries;
+with "earlier", only the lists of earlier blocks (the first block then yields none).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
 from .candidates import DAY, FEATURES, Index, Queries, generate
 from .catalog import Snapshot
 from .graph import adjacency, without
-from .ranker import LinkRanker
+from .ranker import LambdaRanker
 from .text import TextFeatures
 
 
@@ -68,15 +71,13 @@ def top_k(query: np.ndarray, cand: np.ndarray, scores: np.ndarray, n_queries: in
     return Ranking(out_rows, out_scores)
 
 
-# The evidence the ranker sees by default: what was measured to carry over to cold queries
-# (stories whose own list, and every link to them, is unknown). Popularity and text-neighbour
-# votes looked strong in training but lowered held-out recall@10 from 0.262 to 0.233 on the
-# shared corpus (README, "Evaluation"), so they feed candidate generation only.
-DEFAULT_FEATURES = (
-    "cos_full", "cos_title", "cos_full_rel", "rank_text", "days", "abs_days", "rank_date",
-    "votes_date", "has_file", "same_provider", "topic_overlap", "query_day_density",
-    "cos_recent", "rank_recent", "topic_match",
-)
+# The evidence the ranker sees by default: what held-out time shows to help (README,
+# "Evaluation", the ablation table). Popularity (in-degree) and the votes of text neighbours'
+# lists once lowered held-out recall, when training queries saw only earlier blocks' lists;
+# trained on every block (training_graph="others") they raise it. The recency-weighted text
+# score did not (it still ranks text candidates in `candidates.generate`).
+DEFAULT_FEATURES = tuple(f for f in FEATURES if f not in ("cos_recent", "rank_recent"))
+DEFAULT_RANKER = LambdaRanker()  # cloned in fit, never fitted itself
 
 
 class RelatedModel(BaseEstimator):
@@ -84,8 +85,8 @@ class RelatedModel(BaseEstimator):
 
     def __init__(self, n_text: int = 60, n_date: int = 60, n_graph: int = 60,
                  n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 10_000,
-                 ngram_range: tuple[int, int] = (1, 2), max_iter: int = 200,
-                 learning_rate: float = 0.12, features: tuple[str, ...] = DEFAULT_FEATURES,
+                 ngram_range: tuple[int, int] = (1, 2), ranker: BaseEstimator = DEFAULT_RANKER,
+                 training_graph: str = "others", features: tuple[str, ...] = DEFAULT_FEATURES,
                  query_terms: int = 20, max_postings: int | None = 2000,
                  bare_fraction: float = 0.3, random_state: int = 0):
         self.n_text = n_text
@@ -95,13 +96,25 @@ class RelatedModel(BaseEstimator):
         self.n_blocks = n_blocks
         self.max_train_queries = max_train_queries
         self.ngram_range = ngram_range
-        self.max_iter = max_iter
-        self.learning_rate = learning_rate
+        self.ranker = ranker
+        self.training_graph = training_graph
         self.features = features
         self.query_terms = query_terms
         self.max_postings = max_postings
         self.bare_fraction = bare_fraction
         self.random_state = random_state
+
+    @classmethod
+    def from_params(cls, params: dict | None = None) -> RelatedModel:
+        """A model with `params` set, nested ones included (`ranker__n_estimators=...`)."""
+        return cls().set_params(**(params or {}))
+
+    def manifest_params(self) -> dict:
+        """Every parameter, nested ones included, as JSON values (an estimator by its class
+        name; its own parameters are listed beside it under `name__param`)."""
+        return {k: type(v).__name__ if isinstance(v, BaseEstimator)
+                else list(v) if isinstance(v, tuple) else v
+                for k, v in sorted(self.get_params(deep=True).items())}
 
     # -- fitting --------------------------------------------------------------------------
 
@@ -126,17 +139,19 @@ class RelatedModel(BaseEstimator):
         unknown = set(self.features) - set(FEATURES)
         if unknown:
             raise ValueError(f"unknown features: {sorted(unknown)}; known: {FEATURES}")
-        X, y = self._training_pairs(snapshot, parts, truth, progress)
+        if self.training_graph not in ("others", "earlier"):
+            raise ValueError("training_graph must be 'others' or 'earlier'")
+        X, y, group = self._training_pairs(snapshot, parts, truth, progress)
         self.n_training_pairs_ = len(y)
         self.n_training_positives_ = int(y.sum())
-        self.ranker_ = LinkRanker(max_iter=self.max_iter, learning_rate=self.learning_rate,
-                                  random_state=self.random_state).fit(X, y)
+        self.ranker_ = clone(self.ranker)
+        self.ranker_.fit(X, y, group=group)
         self.index_ = Index(graph=truth, **parts)
         self.feature_names_ = tuple(self.features)
         return self
 
     def _training_pairs(self, snapshot: Snapshot, parts: dict, truth: sp.csr_matrix,
-                        progress: bool) -> tuple[np.ndarray, np.ndarray]:
+                        progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(snapshot)
         queries = np.unique(snapshot.link_src)
         if len(queries) < 2:
@@ -146,14 +161,15 @@ class RelatedModel(BaseEstimator):
         queries = queries[np.lexsort((key, when))]
         blocks = np.array_split(queries, min(self.n_blocks, len(queries)))
         rng = np.random.default_rng(self.random_state)
-        per_block = max(1, self.max_train_queries // max(len(blocks) - 1, 1))
-        X_parts, y_parts, found, total = [], [], 0, 0
-        use = range(1, len(blocks)) if len(blocks) > 1 else range(1)
+        others = self.training_graph == "others"
+        use = range(len(blocks)) if others or len(blocks) == 1 else range(1, len(blocks))
+        per_block = max(1, self.max_train_queries // len(use))
+        X_parts, y_parts, g_parts, found, total = [], [], [], 0, 0
         bar = tqdm(total=sum(min(len(blocks[b]), per_block) for b in use), unit="query",
                    desc="train", disable=not progress, dynamic_ncols=True)
         for b in use:
             cold = np.zeros(n, dtype=bool)
-            cold[np.concatenate(blocks[b:])] = True
+            cold[blocks[b] if others else np.concatenate(blocks[b:])] = True
             keep = without(snapshot.link_src, snapshot.link_dst, cold)
             index = Index(graph=adjacency(snapshot.link_src[keep], snapshot.link_dst[keep], n),
                           **parts)
@@ -173,11 +189,12 @@ class RelatedModel(BaseEstimator):
                 total += int(truth[batch].sum())
                 X_parts.append(pairs.features)
                 y_parts.append(labels)
+                g_parts.append(np.bincount(pairs.query, minlength=len(batch)))
                 bar.update(len(batch))
         bar.close()
         y = np.concatenate(y_parts).astype(np.int8)
         self.candidate_recall_ = found / max(total, 1)  # of the sampled queries' links
-        return np.concatenate(X_parts), y
+        return np.concatenate(X_parts), y, np.concatenate(g_parts)
 
     # -- ranking --------------------------------------------------------------------------
 
@@ -212,6 +229,7 @@ class RelatedModel(BaseEstimator):
         them in order: the same result as n_jobs=1, on more cores. Starting workers and
         shipping the model to them costs seconds, so below `parallel_min_rows` rows it runs
         here (measured: 1.38× faster on 2 cores at 100,000 stories, slower at 4,000)."""
+        check_is_fitted(self, "ranker_")
         rows = np.asarray(rows, dtype=np.int64)
         if n_jobs > 1 and len(rows) >= max(parallel_min_rows, n_jobs):
             from joblib import Parallel, delayed, parallel_config
@@ -236,6 +254,7 @@ class RelatedModel(BaseEstimator):
     def new_query(self, title: str, excerpt: str, published_days: float | None = None,
                   provider: str | None = None, topics: Sequence[str] = ()) -> Queries:
         """An article the catalog does not hold, as a (cold) query of one."""
+        check_is_fitted(self, "ranker_")
         full, title_m = self.text_.transform([title], [excerpt])
         return Queries(
             full=full, title=title_m,

@@ -14,18 +14,33 @@ METRICS = ("recall@5", "recall@10", "recall@20", "mrr", "ndcg@10")
 
 
 def summary_table(report: dict) -> str:
-    counts = report["counts"]
+    """The model against the TF-IDF baseline and the time-aware one (TF-IDF × date decay);
+    with folds, means over the folds and the model's spread (±1 standard deviation)."""
+    counts, protocol = report["counts"], report["protocol"]
+    folds = protocol.get("folds", 1)
+    split = (f"{folds} rolling folds over the newest {protocol['test_fraction']:.0%}, cold"
+             if folds > 1 else f"newest {protocol['test_fraction']:.0%}, cold")
+    date = report.get("baseline_date")
     lines = [
         f"stories {counts['stories']}, queries {counts['queries']}, "
-        f"test queries {counts['test_queries']} (newest "
-        f"{report['protocol']['test_fraction']:.0%}, cold)",
-        f"{'metric':<10} {'model':>8} {'baseline':>9} {'ratio':>6}",
+        f"test queries {counts['test_queries']} ({split})",
+        f"{'metric':<10} {'model':>8} {'baseline':>9} {'ratio':>6}"
+        + (f" {'tfidf×date':>10} {'ratio':>6}" if date else "")
+        + (f" {'± model':>8}" if folds > 1 else ""),
     ]
     for m in METRICS:
         ours, base = report["model"][m], report["baseline"][m]
-        ratio = f"{ours / base:.2f}" if base else "-"
-        lines.append(f"{m:<10} {ours:>8.4f} {base:>9.4f} {ratio:>6}")
+        line = f"{m:<10} {ours:>8.4f} {base:>9.4f} {_ratio(ours, base):>6}"
+        if date:
+            line += f" {date[m]:>10.4f} {_ratio(ours, date[m]):>6}"
+        if folds > 1:
+            line += f" {report['model_spread'][m]:>8.4f}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
 
 
 def plot_recall(report: dict, path: Path) -> None:

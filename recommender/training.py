@@ -34,7 +34,7 @@ def train(catalog: Catalog, models_dir: Path, params: dict | None = None,
     """Train on the whole catalog and publish the result as the current version."""
     started = time.perf_counter()
     snapshot = catalog.snapshot()
-    model = RelatedModel(**(params or {})).fit(snapshot, progress=progress)
+    model = RelatedModel.from_params(params).fit(snapshot, progress=progress)
     fitted = time.perf_counter()
     ranking = model.rank_rows(np.arange(len(snapshot)), k=TOP_K, progress=progress,
                               n_jobs=os.cpu_count() or 1)

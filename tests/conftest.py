@@ -111,7 +111,7 @@ def seeds_models(seeds_catalog, tmp_path_factory) -> Path:
 
     models = tmp_path_factory.mktemp("seeds-models")
     with Catalog(seeds_catalog, readonly=True) as catalog:
-        train(catalog, models, params={"max_iter": 60})
+        train(catalog, models, params={"ranker__n_estimators": 60})
     return models
 
 

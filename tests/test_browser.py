@@ -55,9 +55,10 @@ def site(synthetic_catalog, tmp_path_factory):
                            (LEGACY_URL, "data:image/svg+xml,<svg onload=alert(1)>",
                             '{"webUrl": "JaVaScRiPt:alert(2)"}', "legacy.example/zebras"))
         snapshot = cat.snapshot()
+    small = {"ranker__n_estimators": 60}
     with Catalog(catalog, readonly=True) as cat:
-        train(cat, tmp / "models", params={"max_iter": 60})
-    write_report(evaluate(snapshot, 0.2, params={"max_iter": 60}), tmp / "instance" / "evaluation")
+        train(cat, tmp / "models", params=small)
+    write_report(evaluate(snapshot, 0.2, params=small), tmp / "instance" / "evaluation")
     port = free_port()
     env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog),
            "RECOMMENDER_MODELS": str(tmp / "models"), "RECOMMENDER_INSTANCE": str(tmp / "instance")}

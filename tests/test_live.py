@@ -23,7 +23,7 @@ from recommender.catalog import Catalog
 from recommender.importer import import_paths
 from recommender.training import train
 
-SMALL = {"max_iter": 60}
+SMALL = {"ranker__n_estimators": 60}
 
 
 def fetch(base: str, path: str, body: dict | None = None) -> tuple[int, dict]:

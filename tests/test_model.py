@@ -24,7 +24,7 @@ from recommender.evaluation import evaluate, make_split
 from recommender.model import RelatedModel
 from recommender.training import train
 
-SMALL = {"max_iter": 60}  # fewer trees: same code paths, quicker tests
+SMALL = {"ranker__n_estimators": 60}  # fewer trees: same code paths, quicker tests
 
 
 def test_split_takes_the_newest_queries_and_makes_them_cold(synthetic_snapshot):
@@ -44,7 +44,7 @@ def test_split_takes_the_newest_queries_and_makes_them_cold(synthetic_snapshot):
 
 def test_trained_model_never_saw_a_test_link(synthetic_snapshot):
     split = make_split(synthetic_snapshot, 0.2)
-    model = RelatedModel(**SMALL).fit(split.view)
+    model = RelatedModel.from_params(SMALL).fit(split.view)
     graph = model.index_.graph.tocoo()
     test = split.test_rows
     assert not np.isin(graph.row, test).any(), "a test query's own list was used"
@@ -66,7 +66,7 @@ def test_cold_article_with_no_links_gets_its_cluster(synthetic_snapshot):
     import synthetic
 
     corpus = synthetic.generate(1500, seed=7)  # the generator behind the fixture catalog
-    model = RelatedModel(**SMALL).fit(synthetic_snapshot)
+    model = RelatedModel.from_params(SMALL).fit(synthetic_snapshot)
     # A new article about an existing cluster's event, published the same week.
     target = int(np.flatnonzero(corpus.has_file)[100])
     days = float(corpus.dates[target].astype("datetime64[s]").astype(np.int64)) / 86400
@@ -79,7 +79,7 @@ def test_cold_article_with_no_links_gets_its_cluster(synthetic_snapshot):
 
 
 def test_parallel_ranking_equals_serial(synthetic_snapshot):
-    model = RelatedModel(**SMALL).fit(synthetic_snapshot)
+    model = RelatedModel.from_params(SMALL).fit(synthetic_snapshot)
     rows = np.arange(300)
     serial = model.rank_rows(rows, k=50)
     parallel = model.rank_rows(rows, k=50, n_jobs=2, parallel_min_rows=0)
@@ -96,7 +96,8 @@ def test_artifact_round_trip_tamper_and_prune(synthetic_catalog, tmp_path):
     assert loaded.top_rows.shape == (manifest["counts"]["stories"], 100)
     for name, digest in manifest["files"].items():
         assert len(digest) == 64 and (models / loaded.version / name).exists()
-    again = RelatedModel(**SMALL).fit(Catalog(synthetic_catalog, readonly=True).snapshot())
+    with Catalog(synthetic_catalog, readonly=True) as catalog:
+        again = RelatedModel.from_params(SMALL).fit(catalog.snapshot())
     ranking = again.rank_rows(np.arange(20), k=100)
     assert np.array_equal(ranking.rows, loaded.top_rows[:20])  # deterministic training
     assert np.array_equal(ranking.scores, loaded.top_scores[:20])
@@ -255,7 +256,7 @@ def test_a_new_article_with_only_title_excerpt_and_date_is_ranked_as_well(tmp_pa
     synthetic.bulk_load(corpus, tmp_path / "catalog.sqlite3", skip=set(probes))
     with Catalog(tmp_path / "catalog.sqlite3", readonly=True) as catalog:
         snap = catalog.snapshot()
-    model = RelatedModel(**SMALL).fit(snap)
+    model = RelatedModel.from_params(SMALL).fit(snap)
     story = np.array([int(k.rsplit("story-", 1)[1]) for k in snap.keys])
     recall: dict[str, list[float]] = {"bare": [], "with metadata": []}
     for i in probes:
