@@ -51,6 +51,34 @@ def test_trained_model_never_saw_a_test_link(synthetic_snapshot):
     assert not np.isin(graph.col, test).any(), "a link pointing to a test query was used"
 
 
+def test_folds_are_rolling_and_never_see_their_test_or_future_links(synthetic_snapshot):
+    snap, folds = synthetic_snapshot, 4
+    splits = [make_split(snap, 0.2, i, folds) for i in range(folds)]
+    tests = [set(s.test_rows.tolist()) for s in splits]
+    assert sum(map(len, tests)) == round(len(np.unique(snap.link_src)) * 0.2)
+    assert all(not a & b for i, a in enumerate(tests) for b in tests[i + 1:])  # disjoint
+    for i, split in enumerate(splits):
+        later = set().union(*tests[i + 1:])
+        oldest = min((snap.published_text[q], snap.keys[q]) for q in tests[i])
+        assert all((snap.published_text[q], snap.keys[q]) > oldest for q in later)
+        unseen = np.array(sorted(tests[i] | later))
+        for ends in (split.view.link_src, split.view.link_dst):  # either direction
+            assert not np.isin(ends, unseen).any(), f"fold {i} saw a test or future link"
+        model = RelatedModel.from_params(SMALL).fit(split.view)
+        graph = model.index_.graph.tocoo()
+        assert not np.isin(graph.row, unseen).any() and not np.isin(graph.col, unseen).any()
+
+
+def test_evaluate_with_folds_reports_mean_and_spread(synthetic_snapshot):
+    report = evaluate(synthetic_snapshot, 0.2, params=SMALL, folds=2)
+    assert report["protocol"]["folds"] == 2 and len(report["folds"]) == 2
+    for metric in ("recall@10", "ndcg@10"):
+        values = [fold["model"][metric] for fold in report["folds"]]
+        assert report["model"][metric] == pytest.approx(np.mean(values), abs=1e-6)
+        assert report["model_spread"][metric] == pytest.approx(np.std(values), abs=1e-6)
+    assert report["counts"]["test_queries"] == len(report["queries"])
+
+
 def test_evaluation_beats_the_baseline_and_is_deterministic(synthetic_snapshot):
     first = evaluate(synthetic_snapshot, 0.2, params=SMALL)
     second = evaluate(synthetic_snapshot, 0.2, params=SMALL)
