@@ -36,6 +36,10 @@ class NotFound(LookupError):
     """The catalog holds no story for the URL."""
 
 
+_K = re.compile(r"[0-9]{1,3}")  # ASCII digits only: '²'.isdigit() is true, int('²') fails
+_BOOLEAN = {"true": True, "1": True, "false": False, "0": False}
+
+
 @dataclass
 class Filters:
     k: int = 10
@@ -44,6 +48,28 @@ class Filters:
     exclude: tuple[str, ...] = ()  # URLs (any variant)
     provider: str | None = None  # provider name or domain, case-insensitive
     dedupe: bool = True
+
+    @classmethod
+    def parse(cls, get, getlist=lambda name: [], dedupe_default: str = "true") -> Filters:
+        """Filters from text parameters (a query string, a form, command-line flags): the one
+        place they are checked, for the API, the pages and the CLI; ValueError names the
+        parameter."""
+        raw_k = (get("k") or "10").strip()
+        if not _K.fullmatch(raw_k) or not 1 <= int(raw_k) <= MAX_K:
+            raise ValueError(f"k must be an integer from 1 to {MAX_K}")
+        dates = {}
+        for name in ("since", "until"):
+            value = (get(name) or "").strip()
+            dates[name] = iso_utc(value, name) if value else None
+        if dates["since"] and dates["until"] and dates["since"] > dates["until"]:
+            raise ValueError("since must not be later than until")
+        dedupe = (get("dedupe") or dedupe_default).lower()
+        if dedupe not in _BOOLEAN:
+            raise ValueError("dedupe must be true or false")
+        return cls(k=int(raw_k), since=(get("since") or "").strip() or None,
+                   until=(get("until") or "").strip() or None,
+                   exclude=tuple(getlist("exclude")), provider=get("provider") or None,
+                   dedupe=_BOOLEAN[dedupe])
 
 
 @dataclass

@@ -77,7 +77,11 @@ def _install_errors(app: Flask) -> None:
             message = f"no such endpoint: {request.path}"
         elif exc.code == 405:
             message = f"method {request.method} not allowed on {request.path}"
-        return jsonify(error=exc.name.lower().replace(" ", "_"), message=message), exc.code
+        response = jsonify(error=exc.name.lower().replace(" ", "_"), message=message)
+        response.status_code = exc.code
+        if getattr(exc, "valid_methods", None):  # a 405 says what is allowed
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from recommender.artifact import ArtifactError
 from recommender.catalog import CatalogError
@@ -27,23 +29,12 @@ def _bad(message: str):
 def _filters(args: MultiDict) -> Filters:
     unknown = sorted(set(args) - KNOWN_QUERY)
     if unknown:
-        _bad(f"unknown parameter: {unknown[0]}")
-    raw_k = args.get("k", "10")
-    if not raw_k.isdigit() or not 1 <= int(raw_k) <= 100:
-        _bad("k must be an integer from 1 to 100")
-    for name in ("since", "until"):
-        value = args.get(name)
-        if value is not None:
-            try:
-                iso_utc(value, name)
-            except BadFile as exc:
-                _bad(f"{name}: {exc}")
-    dedupe = args.get("dedupe", "true").lower()
-    if dedupe not in ("true", "false", "1", "0"):
-        _bad("dedupe must be true or false")
-    return Filters(k=int(raw_k), since=args.get("since"), until=args.get("until"),
-                   exclude=tuple(args.getlist("exclude")), provider=args.get("provider"),
-                   dedupe=dedupe in ("true", "1"))
+        _bad(f"unknown parameter: {unknown[0][:80]}")
+    try:
+        return Filters.parse(args.get, args.getlist)
+    except (ValueError, BadFile) as exc:
+        _bad(str(exc))
+        raise  # unreachable: _bad aborts
 
 
 def _answer(answer: Answer):
@@ -85,6 +76,20 @@ def _text_field(body: dict, name: str, required: bool = False) -> str | None:
     return value
 
 
+def _body() -> bytes:
+    """The request body, at most MAX_CONTENT_LENGTH bytes. A declared length past it is
+    refused before reading (by Werkzeug); a chunked body shows its size only as it is read,
+    and Werkzeug's capped stream then ends at the limit without a word, so one byte more is
+    read here to tell an oversized body (413) from a truncated one (a bad JSON 400)."""
+    if request.content_length is not None:
+        return request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    data = request.environ["wsgi.input"].read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    return data
+
+
 @bp.post("/related")
 def related_for_article():
     if not request.is_json:
@@ -92,7 +97,13 @@ def related_for_article():
                            message="send the article as JSON (Content-Type: application/json)")
         response.status_code = 415
         return response
-    body = request.get_json(silent=True)
+    data = _body()
+    try:  # the parser's own depth limit is a RecursionError, not a ValueError
+        body = json.loads(data)
+    except RecursionError:
+        _bad("JSON nested too deeply")
+    except (ValueError, UnicodeDecodeError):
+        _bad("body is not valid JSON: send a JSON object with at least a title")
     if not isinstance(body, dict):
         _bad("body must be a JSON object with at least a title")
     title = _text_field(body, "title", required=True)

@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, render_template, request, send_file
 
 from recommender.artifact import ArtifactError
 from recommender.catalog import CatalogError
-from recommender.frontmatter import BadFile, iso_utc
+from recommender.frontmatter import BadFile
 from recommender.recommend import Filters, NotFound
 
 from .core import recommender
@@ -35,14 +35,8 @@ def preview():
     answer, error, status = None, None, 200
     if form["url"].strip() or form["title"].strip():
         try:
-            if not form["k"].isdigit() or not 1 <= int(form["k"]) <= 100:
-                raise ValueError("k must be an integer from 1 to 100")
-            for name in ("since", "until"):
-                if form[name]:
-                    iso_utc(form[name], name)
-            filters = Filters(k=int(form["k"]), since=form["since"] or None,
-                              until=form["until"] or None, provider=form["provider"] or None,
-                              dedupe=form["dedupe"])
+            filters = Filters.parse(
+                {**form, "dedupe": "true" if form["dedupe"] else "false"}.get)
             rec = recommender()
             if form["url"].strip():
                 answer = rec.by_url(form["url"].strip(), filters)

@@ -90,6 +90,22 @@ def test_real_socket_get_post_and_variants(live):
     assert status == 404 and "no story" in body["message"]
 
 
+def test_a_chunked_body_past_the_limit_is_a_json_413(live):
+    """Without a Content-Length the limit can only be found while reading: still a 413."""
+    import http.client
+
+    host, port = live[0].removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    chunk = b'{"title": "' + b"x" * (80 * 1024) + b'"}'
+    conn.request("POST", "/v1/related", body=iter([chunk]), encode_chunked=True,
+                 headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    assert response.status == 413, body
+    assert "64 KiB" in body["message"]
+    conn.close()
+
+
 def test_story_imported_after_training_is_served_at_once(live, tmp_path):
     base, catalog, _ = live
     new = tmp_path / "new.md"

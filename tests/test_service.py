@@ -99,6 +99,11 @@ def test_post_with_a_catalog_url_does_not_return_itself(client):
     ({"url": SEED, "until": "2020-13-45"}, 400, "until"),
     ({"url": SEED, "dedupe": "maybe"}, 400, "dedupe must be true or false"),
     ({"url": SEED, "colour": "red"}, 400, "unknown parameter: colour"),
+    # Once 500s: '²'.isdigit() is true and int('²') fails; a window that cannot hold a day.
+    ({"url": SEED, "k": "²"}, 400, "k must be an integer from 1 to 100"),
+    ({"url": SEED, "k": "١٠"}, 400, "k must be an integer from 1 to 100"),
+    ({"url": SEED, "since": "2021-01-02", "until": "2021-01-01"}, 400,
+     "since must not be later than until"),
 ])
 def test_get_errors_are_json_and_name_the_problem(client, query, status, words):
     r = client.get("/v1/related", query_string=query)
@@ -115,6 +120,9 @@ def test_get_errors_are_json_and_name_the_problem(client, query, status, words):
     ({"json": {"title": 42}}, 400, "field title must be a string"),
     ({"json": {"title": "t", "publishedDateTime": "someday"}}, 400, "not an ISO 8601 date"),
     ({"json": {"title": "x" * (70 * 1024)}}, 413, "64 KiB"),
+    ({"data": "[" * 5000 + "]" * 5000, "content_type": "application/json"}, 400,
+     "nested too deeply"),
+    ({"data": b"\xff\xfe{", "content_type": "application/json"}, 400, "not valid JSON"),
 ])
 def test_post_errors(client, kwargs, status, words):
     r = client.post("/v1/related", **kwargs)
@@ -127,6 +135,7 @@ def test_unknown_endpoint_and_method_are_json(client):
     assert r.status_code == 404 and r.get_json()["error"] == "not_found"
     r = client.delete("/v1/related")
     assert r.status_code == 405 and "DELETE" in r.get_json()["message"]
+    assert set(r.headers["Allow"].split(", ")) >= {"GET", "POST"}
 
 
 def test_health_ready_model_and_openapi(client, seeds_models):
