@@ -437,7 +437,10 @@ class Catalog:
     def check(self) -> list[str]:
         """Integrity problems, one sentence each; empty when the catalog is sound."""
         q = self.db.execute
-        problems = self.db.integrity()
+        try:
+            problems = self.db.integrity()
+        except self.db.errors as exc:  # so damaged that the check itself cannot run
+            return [f"the database is damaged: {str(exc).splitlines()[0]}"]
         if problems:
             return problems
         checks = [
@@ -456,7 +459,10 @@ class Catalog:
              " WHERE s.id IS NULL", "imported files whose story does not exist"),
         ]
         for sql, what in checks:
-            n = q(sql).fetchone()[0]
+            try:
+                n = q(sql).fetchone()[0]
+            except self.db.errors as exc:
+                return [*problems, f"the database is damaged: {str(exc).splitlines()[0]}"]
             if n:
                 problems.append(f"{n} {what}")
         return problems

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__, settings
+from . import __version__, database, settings
 from .artifact import ArtifactError
 from .catalog import Catalog, CatalogError
 
@@ -258,11 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(f"error: {exc}")
         return 1
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            _err("error: no space left on the device"
+                 f"{f' for {exc.filename}' if exc.filename else ''} (nothing was published or"
+                 " committed past the last whole batch; free space and run again)")
+            return 1
+        if not database.is_database_error(exc):
             raise
-        _err(f"error: no space left on the device{f' for {exc.filename}' if exc.filename else ''}"
-             " (nothing was published; free space and run again)")
+        _err(f"error: the catalog database failed: {str(exc).splitlines()[0]} "
+             "(`recommender check` tells whether it is damaged)")
         return 1
     except KeyboardInterrupt:
         _err("interrupted")

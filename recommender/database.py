@@ -59,6 +59,14 @@ def is_unavailable(exc: BaseException) -> bool:
     return psycopg is not None and isinstance(exc, psycopg.OperationalError)
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """Any error either engine raises (a damaged file, a refused statement, a lost server)."""
+    if isinstance(exc, (sqlite3.Error, DatabaseError)):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
 def connect(location: str, *, readonly: bool) -> SQLiteDatabase | PostgresDatabase:
     if is_postgres(location):
         return PostgresDatabase(location, readonly=readonly)

@@ -147,3 +147,19 @@ def test_cli_names_each_dropped_part_and_still_imports(tmp_path, catalog_locatio
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3 and all(": warning: " in line for line in lines)
     assert "Traceback" not in result.stderr
+
+
+def test_a_damaged_catalog_is_reported_in_one_line(corpus, tmp_path):
+    """`check` exists to report damage: a page overwritten in place is its problem, exit 1,
+    and every other command says so in one line, never a traceback."""
+    location = tmp_path / "catalog.sqlite3"
+    assert run_cli("import", str(corpus / "ai"), catalog=location).returncode == 0
+    with open(location, "r+b") as f:
+        f.seek(4096 * 20)
+        f.write(b"\xde\xad" * 2048)
+    check = run_cli("check", catalog=location)
+    assert check.returncode == 1 and "the database is damaged" in check.stderr
+    stats = run_cli("stats", catalog=location)
+    assert stats.returncode == 1 and "catalog database failed" in stats.stderr
+    for result in (check, stats):
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
