@@ -68,7 +68,7 @@ def main() -> None:
             continue
         started = time.perf_counter()
         model = RelatedModel().set_params(**params).fit(split.view)
-        ranked = _clean(model.rank_rows(split.test_rows, k=DEPTH, n_jobs=2).rows)
+        ranked = _clean(model.rank_rows(split.test_rows, k=DEPTH).rows)
         m = summarize(ranked, split.relevant)
         print(json.dumps({"variant": name, "recall@10": round(m["recall@10"], 4),
                           "ndcg@10": round(m["ndcg@10"], 4),

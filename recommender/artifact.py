@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # importing the model pulls in scikit-learn (and OpenMP); cal
 MANIFEST = "manifest.json"
 CURRENT = "current"
 KEEP_VERSIONS = 3
-FORMAT = 2  # 2: search parameters and bare training in the model, vocabularies as arrays
+FORMAT = 3  # 2: search parameters and bare training in the model, vocabularies as arrays;
+# 3: the text features and ranker as sub-estimators, every model constant a parameter
 
 
 class ArtifactError(RuntimeError):

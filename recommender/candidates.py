@@ -25,7 +25,6 @@ FEATURES = (
     "has_file", "same_provider", "topic_overlap", "query_day_density", "cos_recent",
     "rank_recent", "quality", "heat", "topic_match",
 )
-RECENT_DAYS = 7.0  # half-weight gap for the recency-weighted text score
 
 
 @dataclass
@@ -67,9 +66,10 @@ class Index:
     def __len__(self) -> int:
         return self.full.shape[0]
 
-    def batch_size(self) -> int:
-        """Queries per batch: sparse B×N search results stay bounded even for common terms."""
-        return int(np.clip(20_000_000 // max(len(self), 1), 16, 512))
+    def batch_size(self, budget: int) -> int:
+        """Queries per batch: B×N search results stay within `budget` cells (RelatedModel's
+        `batch_budget`) even for common terms."""
+        return int(np.clip(budget // max(len(self), 1), 16, 512))
 
 
 @dataclass
@@ -184,8 +184,8 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, n_date: int,
-             n_graph: int, n_voters: int, query_terms: int,
-             max_postings: int | None) -> Pairs:
+             n_graph: int, n_voters: int, query_terms: int, max_postings: int | None,
+             recent_days: float, undated_gap_days: float, date_vote_days: float) -> Pairs:
     """Candidates and their evidence for every query of the batch; O(postings), not O(N).
     The sizes and limits are RelatedModel's parameters (its defaults are the only ones).
     Only the named `features` are computed, in that order: a served request pays for the
@@ -193,7 +193,9 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
 
     Text search uses each query's `query_terms` heaviest terms among those held by at most
     `max_postings` stories, which bounds a query's search cost whatever the catalog's size;
-    the pair evidence uses every term."""
+    the pair evidence uses every term. A text score is halved at `recent_days` apart (an
+    undated story counts as `undated_gap_days` away), and a date neighbour's list votes with
+    weight exp(-gap / `date_vote_days`)."""
     b, n = q.full.shape[0], len(index)
     own = q.rows >= 0
     too_common = (index.doc_freq > max_postings
@@ -206,7 +208,8 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     search.eliminate_zeros()
     hit_rows = np.repeat(np.arange(b), np.diff(search.indptr))
     hit_gap = np.abs(index.times[search.indices] - q.times[hit_rows])
-    recent_score = search.data / (1.0 + np.nan_to_num(hit_gap, nan=365.0) / RECENT_DAYS)
+    recent_score = search.data / (1.0 + np.nan_to_num(hit_gap, nan=undated_gap_days)
+                                  / recent_days)
 
     text_cols = _sparse_top(search, n_text)
     recent_cols = _sparse_top(search, n_date, recent_score)
@@ -220,7 +223,8 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     date_voters, gaps = _nearest_in_time(index.listed_times, index.listed_by_time, q.times,
                                          n_voters)
     date_voters = np.where(date_voters == q.rows[:, None], -1, date_voters)
-    w_date = _weights(b, n, date_voters, np.exp(-np.nan_to_num(gaps, posinf=1e9) / 3.0))
+    w_date = _weights(b, n, date_voters,
+                      np.exp(-np.nan_to_num(gaps, posinf=1e9) / date_vote_days))
     votes_text = (w_text @ index.graph).tocsr()
     votes_date = (w_date @ index.graph).tocsr()
     votes = (votes_text + votes_date).tocsr()
@@ -237,12 +241,13 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     cand = cols[keep]
     return Pairs(query=query, candidate=cand,
                  features=_evidence(index, q, query, cand, votes_text, votes_date, w_text,
-                                    features))
+                                    features, recent_days, undated_gap_days))
 
 
 def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
               votes_text: sp.csr_matrix, votes_date: sp.csr_matrix, w_text: sp.csr_matrix,
-              features: Sequence[str]) -> np.ndarray:
+              features: Sequence[str], recent_days: float,
+              undated_gap_days: float) -> np.ndarray:
     """The pair evidence, one column per name in `features`, each computed only if asked
     (intermediates shared between columns are computed once, on first use)."""
     b = q.full.shape[0]
@@ -257,7 +262,8 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
 
     @cache
     def recent() -> np.ndarray:
-        return cos() / (1.0 + np.nan_to_num(np.abs(days()), nan=365.0) / RECENT_DAYS)
+        return cos() / (1.0 + np.nan_to_num(np.abs(days()), nan=undated_gap_days)
+                        / recent_days)
 
     @cache
     def v_t() -> np.ndarray:

@@ -73,14 +73,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _param(text: str) -> tuple[str, object]:
-    """NAME=VALUE, the value read as JSON when it parses (numbers, true, lists), else text."""
+    """NAME=VALUE, the value read as JSON when it parses (numbers, true, lists, which become
+    tuples as the model's parameters are), else text."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     try:
-        return name, json.loads(value)
+        parsed = json.loads(value)
     except json.JSONDecodeError:
         return name, value
+    return name, tuple(parsed) if isinstance(parsed, list) else parsed
 
 
 def _params_flag(p: argparse.ArgumentParser) -> None:

@@ -159,11 +159,11 @@ def _spread(reports) -> dict:
 def _evaluate(split: Split, snapshot: Snapshot, test_fraction: float, params: dict | None,
               progress: bool) -> dict:
     started = time.perf_counter()
-    model = RelatedModel.from_params(params).fit(split.view, progress=progress)
-    trained = time.perf_counter()
     # Every core once the test set is large enough to pay for the workers (rank_rows decides).
-    ours = _clean(model.rank_rows(split.test_rows, k=DEPTH, progress=progress,
-                                  n_jobs=os.cpu_count() or 1).rows)
+    model = RelatedModel.from_params(
+        {"n_jobs": os.cpu_count() or 1, "verbose": progress, **(params or {})}).fit(split.view)
+    trained = time.perf_counter()
+    ours = _clean(model.rank_rows(split.test_rows, k=DEPTH).rows)
     ranked = time.perf_counter()
     base = _clean(tfidf_baseline(snapshot, split.test_rows))
     base_date = _clean(tfidf_baseline(snapshot, split.test_rows, decay=True))

@@ -55,6 +55,13 @@ def _topic_matrix(topics: Sequence[Sequence[str]], vocab: dict[str, int]) -> sp.
     return sp.csr_matrix((data, (rows, cols)), shape=(len(topics), max(len(vocab), 1)))
 
 
+def _joined(parts: list[Ranking], k: int) -> Ranking:
+    if not parts:
+        return Ranking(np.empty((0, k), np.int64), np.empty((0, k), np.float32))
+    return Ranking(np.concatenate([p.rows for p in parts]),
+                   np.concatenate([p.scores for p in parts]))
+
+
 def top_k(query: np.ndarray, cand: np.ndarray, scores: np.ndarray, n_queries: int,
           k: int) -> Ranking:
     """Best k candidates per query; ties broken by catalog row, so output is deterministic."""
@@ -77,31 +84,42 @@ def top_k(query: np.ndarray, cand: np.ndarray, scores: np.ndarray, n_queries: in
 # trained on every block (training_graph="others") they raise it. The recency-weighted text
 # score did not (it still ranks text candidates in `candidates.generate`).
 DEFAULT_FEATURES = tuple(f for f in FEATURES if f not in ("cos_recent", "rank_recent"))
-DEFAULT_RANKER = LambdaRanker()  # cloned in fit, never fitted itself
+DEFAULT_RANKER = LambdaRanker()  # cloned in fit, never fitted themselves
+DEFAULT_TEXT = TextFeatures()
 
 
 class RelatedModel(BaseEstimator):
     """Ranks catalog stories as related stories for a catalog story or a new article."""
 
     def __init__(self, n_text: int = 60, n_date: int = 60, n_graph: int = 60,
-                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 10_000,
-                 ngram_range: tuple[int, int] = (1, 2), ranker: BaseEstimator = DEFAULT_RANKER,
+                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 6_000,
+                 text: BaseEstimator = DEFAULT_TEXT, ranker: BaseEstimator = DEFAULT_RANKER,
                  training_graph: str = "others", features: tuple[str, ...] = DEFAULT_FEATURES,
                  query_terms: int = 20, max_postings: int | None = 2000,
-                 bare_fraction: float = 0.3, random_state: int = 0):
+                 bare_fraction: float = 0.3, recent_days: float = 7.0,
+                 undated_gap_days: float = 365.0, date_vote_days: float = 3.0,
+                 batch_budget: int = 20_000_000, n_jobs: int = 1,
+                 parallel_min_rows: int = 20_000, verbose: bool = False, random_state: int = 0):
         self.n_text = n_text
         self.n_date = n_date
         self.n_graph = n_graph
         self.n_voters = n_voters
         self.n_blocks = n_blocks
         self.max_train_queries = max_train_queries
-        self.ngram_range = ngram_range
+        self.text = text
         self.ranker = ranker
         self.training_graph = training_graph
         self.features = features
         self.query_terms = query_terms
         self.max_postings = max_postings
         self.bare_fraction = bare_fraction
+        self.recent_days = recent_days
+        self.undated_gap_days = undated_gap_days
+        self.date_vote_days = date_vote_days
+        self.batch_budget = batch_budget
+        self.n_jobs = n_jobs
+        self.parallel_min_rows = parallel_min_rows
+        self.verbose = verbose
         self.random_state = random_state
 
     @classmethod
@@ -118,12 +136,12 @@ class RelatedModel(BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------
 
-    def fit(self, snapshot: Snapshot, progress: bool = False) -> RelatedModel:
+    def fit(self, snapshot: Snapshot) -> RelatedModel:
         n = len(snapshot)
         if n < 2:
             raise ValueError("the catalog needs at least two stories to train on")
         self.ids_ = snapshot.ids.copy()
-        self.text_ = TextFeatures(ngram_range=self.ngram_range).fit(
+        self.text_ = clone(self.text).fit(
             snapshot.titles, snapshot.excerpts)
         full, title = self.text_.transform(snapshot.titles, snapshot.excerpts)
         times = snapshot.published / DAY
@@ -141,7 +159,7 @@ class RelatedModel(BaseEstimator):
             raise ValueError(f"unknown features: {sorted(unknown)}; known: {FEATURES}")
         if self.training_graph not in ("others", "earlier"):
             raise ValueError("training_graph must be 'others' or 'earlier'")
-        X, y, group = self._training_pairs(snapshot, parts, truth, progress)
+        X, y, group = self._training_pairs(snapshot, parts, truth)
         self.n_training_pairs_ = len(y)
         self.n_training_positives_ = int(y.sum())
         self.ranker_ = clone(self.ranker)
@@ -150,8 +168,8 @@ class RelatedModel(BaseEstimator):
         self.feature_names_ = tuple(self.features)
         return self
 
-    def _training_pairs(self, snapshot: Snapshot, parts: dict, truth: sp.csr_matrix,
-                        progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _training_pairs(self, snapshot: Snapshot, parts: dict, truth: sp.csr_matrix
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(snapshot)
         queries = np.unique(snapshot.link_src)
         if len(queries) < 2:
@@ -166,7 +184,7 @@ class RelatedModel(BaseEstimator):
         per_block = max(1, self.max_train_queries // len(use))
         X_parts, y_parts, g_parts, found, total = [], [], [], 0, 0
         bar = tqdm(total=sum(min(len(blocks[b]), per_block) for b in use), unit="query",
-                   desc="train", disable=not progress, dynamic_ncols=True)
+                   desc="train", disable=not self.verbose, dynamic_ncols=True)
         for b in use:
             cold = np.zeros(n, dtype=bool)
             cold[blocks[b] if others else np.concatenate(blocks[b:])] = True
@@ -176,8 +194,9 @@ class RelatedModel(BaseEstimator):
             rows = blocks[b]
             if len(rows) > per_block:
                 rows = np.sort(rng.choice(rows, per_block, replace=False))
-            for start in range(0, len(rows), index.batch_size()):
-                batch = rows[start:start + index.batch_size()]
+            step = index.batch_size(self.batch_budget)
+            for start in range(0, len(rows), step):
+                batch = rows[start:start + step]
                 queries = self._queries(index, batch)
                 # A new article sent to the service often comes without provider or topics:
                 # some training queries come that way too, so the ranker learns to do
@@ -201,7 +220,9 @@ class RelatedModel(BaseEstimator):
     def _generate(self, index: Index, queries: Queries):
         return generate(index, queries, features=self.features, n_text=self.n_text,
                         n_date=self.n_date, n_graph=self.n_graph, n_voters=self.n_voters,
-                        query_terms=self.query_terms, max_postings=self.max_postings)
+                        query_terms=self.query_terms, max_postings=self.max_postings,
+                        recent_days=self.recent_days, undated_gap_days=self.undated_gap_days,
+                        date_vote_days=self.date_vote_days)
 
     @staticmethod
     def _strip(queries: Queries, bare: np.ndarray) -> None:
@@ -221,35 +242,33 @@ class RelatedModel(BaseEstimator):
         scores = self.ranker_.score_pairs(pairs.features)
         return top_k(pairs.query, pairs.candidate, scores, queries.full.shape[0], k)
 
-    def rank_rows(self, rows: np.ndarray, k: int = 100, progress: bool = False,
-                  n_jobs: int = 1, parallel_min_rows: int = 20_000) -> Ranking:
+    def rank_rows(self, rows: np.ndarray, k: int = 100) -> Ranking:
         """Related stories for catalog rows, using everything the catalog knows.
 
-        `n_jobs` > 1 ranks contiguous slices in worker processes (one thread each) and joins
-        them in order: the same result as n_jobs=1, on more cores. Starting workers and
-        shipping the model to them costs seconds, so below `parallel_min_rows` rows it runs
-        here (measured: 1.38× faster on 2 cores at 100,000 stories, slower at 4,000)."""
+        With `n_jobs` > 1, contiguous slices are ranked in worker processes (one thread
+        each) and joined in order: the same result as n_jobs=1, on more cores. Starting
+        workers and shipping the model to them costs seconds, so below `parallel_min_rows`
+        rows it runs here (measured: 1.38× faster on 2 cores at 100,000 stories, slower at
+        4,000)."""
         check_is_fitted(self, "ranker_")
         rows = np.asarray(rows, dtype=np.int64)
-        if n_jobs > 1 and len(rows) >= max(parallel_min_rows, n_jobs):
+        if self.n_jobs > 1 and len(rows) >= max(self.parallel_min_rows, self.n_jobs):
             from joblib import Parallel, delayed, parallel_config
 
-            slices = np.array_split(rows, n_jobs * 4)
+            slices = np.array_split(rows, self.n_jobs * 4)
             with parallel_config(backend="loky", inner_max_num_threads=1):
-                parts = Parallel(n_jobs=n_jobs)(
-                    delayed(self.rank_rows)(part, k) for part in slices)
-            return Ranking(np.concatenate([p.rows for p in parts]),
-                           np.concatenate([p.scores for p in parts]))
+                parts = Parallel(n_jobs=self.n_jobs)(
+                    delayed(self._rank_here)(part, k, False) for part in slices)
+            return _joined(parts, k)
+        return self._rank_here(rows, k, self.verbose)
+
+    def _rank_here(self, rows: np.ndarray, k: int, verbose: bool) -> Ranking:
         index = self.index_
-        parts = []
-        step = index.batch_size()
-        for start in tqdm(range(0, len(rows), step), desc="rank", unit="batch",
-                          disable=not progress, dynamic_ncols=True):
-            parts.append(self._rank(index, self._queries(index, rows[start:start + step]), k))
-        if not parts:
-            return Ranking(np.empty((0, k), np.int64), np.empty((0, k), np.float32))
-        return Ranking(np.concatenate([p.rows for p in parts]),
-                       np.concatenate([p.scores for p in parts]))
+        step = index.batch_size(self.batch_budget)
+        parts = [self._rank(index, self._queries(index, rows[start:start + step]), k)
+                 for start in tqdm(range(0, len(rows), step), desc="rank", unit="batch",
+                                   disable=not verbose, dynamic_ncols=True)]
+        return _joined(parts, k)
 
     def new_query(self, title: str, excerpt: str, published_days: float | None = None,
                   provider: str | None = None, topics: Sequence[str] = ()) -> Queries:

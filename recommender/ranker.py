@@ -94,8 +94,11 @@ class LinkRanker(ClassifierMixin, BaseEstimator):
 
 
 class LambdaRanker(RegressorMixin, BaseEstimator):
-    """LightGBM lambdarank over pair features, grouped by query; seeded and deterministic
-    (single-threaded by default, so a model does not depend on the machine's cores).
+    """LightGBM lambdarank over pair features, grouped by query; seeded and `deterministic`
+    (row-wise histograms), so the same data and parameters give the same trees. `n_jobs`
+    threads fit it (on the shared corpus 1 and 2 threads gave identical models); scoring
+    is single-threaded, since serving workers and precompute processes already fill the
+    cores.
 
     `predict` gives the raw ranking score; `score_pairs` squashes it into (0, 1) so the
     scores an answer shows stay on one scale, in the same order."""
@@ -103,7 +106,7 @@ class LambdaRanker(RegressorMixin, BaseEstimator):
     def __init__(self, n_estimators: int = 300, learning_rate: float = 0.05,
                  num_leaves: int = 31, min_child_samples: int = 40, reg_lambda: float = 1.0,
                  subsample: float = 1.0, colsample_bytree: float = 1.0,
-                 truncation_level: int = 30, random_state: int = 0, n_jobs: int = 1):
+                 truncation_level: int = 30, random_state: int = 0, n_jobs: int = 2):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves

@@ -66,18 +66,20 @@ class TextFeatures(TransformerMixin, BaseEstimator):
     """L2-normalised TF-IDF rows for (titles, excerpts): `transform` → (full, title) matrices."""
 
     def __init__(self, ngram_range: tuple[int, int] = (1, 2), min_df: int = 1,
-                 max_df: float = 0.5, title_weight: int = 2, max_features: int | None = 500_000):
+                 max_df: float = 0.5, title_weight: int = 2, max_features: int | None = 500_000,
+                 small_catalog: int = 50):
         self.ngram_range = ngram_range
         self.min_df = min_df
         self.max_df = max_df
         self.title_weight = title_weight
         self.max_features = max_features
+        self.small_catalog = small_catalog  # below this many stories, max_df keeps every term
 
     def _docs(self, titles: Sequence[str], excerpts: Sequence[str]) -> list[str]:
         return [story_text(t, e, self.title_weight) for t, e in zip(titles, excerpts, strict=True)]
 
     def fit(self, titles: Sequence[str], excerpts: Sequence[str]) -> TextFeatures:
-        max_df = self.max_df if len(titles) >= 50 else 1.0  # tiny catalogs: keep every term
+        max_df = self.max_df if len(titles) >= self.small_catalog else 1.0
         self.full_ = TfidfVectorizer(
             sublinear_tf=True, ngram_range=self.ngram_range, stop_words="english",
             min_df=self.min_df, max_df=max_df, max_features=self.max_features,

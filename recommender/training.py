@@ -34,10 +34,12 @@ def train(catalog: Catalog, models_dir: Path, params: dict | None = None,
     """Train on the whole catalog and publish the result as the current version."""
     started = time.perf_counter()
     snapshot = catalog.snapshot()
-    model = RelatedModel.from_params(params).fit(snapshot, progress=progress)
+    # Every core, and progress bars when asked: neither changes the model (the manifest
+    # records them with the rest).
+    model = RelatedModel.from_params(
+        {"n_jobs": os.cpu_count() or 1, "verbose": progress, **(params or {})}).fit(snapshot)
     fitted = time.perf_counter()
-    ranking = model.rank_rows(np.arange(len(snapshot)), k=TOP_K, progress=progress,
-                              n_jobs=os.cpu_count() or 1)
+    ranking = model.rank_rows(np.arange(len(snapshot)), k=TOP_K)
     ranked = time.perf_counter()
     info = {
         "catalog": {"fingerprint": fingerprint(snapshot), "max_seq": snapshot.max_seq},

@@ -130,7 +130,7 @@ def test_parallel_ranking_equals_serial(synthetic_snapshot):
     model = RelatedModel.from_params(SMALL).fit(synthetic_snapshot)
     rows = np.arange(300)
     serial = model.rank_rows(rows, k=50)
-    parallel = model.rank_rows(rows, k=50, n_jobs=2, parallel_min_rows=0)
+    parallel = model.set_params(n_jobs=2, parallel_min_rows=0).rank_rows(rows, k=50)
     assert np.array_equal(serial.rows, parallel.rows)
     assert np.array_equal(serial.scores, parallel.scores)
 

@@ -59,3 +59,24 @@ def test_ranking_before_fit_is_refused():
 
     with pytest.raises(NotFittedError):
         RelatedModel().rank_rows(np.arange(3))
+
+
+def test_train_param_flags_reach_the_manifest(seeds_catalog, tmp_path):
+    from conftest import run_cli
+
+    models = tmp_path / "models"
+    result = run_cli("train", "-q", "--models", str(models), "--param",
+                     "ranker__n_estimators=20", "--param", "recent_days=5",
+                     "--param", "text__ngram_range=[1, 1]", catalog=seeds_catalog)
+    assert result.returncode == 0, result.stderr
+    params = json.loads((models / "current" / "manifest.json").read_text())["params"]
+    assert params["ranker__n_estimators"] == 20 and params["recent_days"] == 5
+    assert params["text__ngram_range"] == [1, 1] and params["ranker"] == "LambdaRanker"
+    for flags, words in ((["--param", "no_such_thing=1"], "no_such_thing"),
+                         (["--param", "oops"], "NAME=VALUE")):
+        bad = run_cli("train", "-q", "--models", str(models), *flags, catalog=seeds_catalog)
+        assert bad.returncode in (1, 2) and words in bad.stderr
+        assert "Traceback" not in bad.stderr
+    bad = run_cli("evaluate", "--test-fraction", "1.5", catalog=seeds_catalog)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
