@@ -31,6 +31,8 @@ OLD_FEATURES = (  # the evidence the pointwise ranker read before lambdarank
     "votes_date", "has_file", "same_provider", "topic_overlap", "query_day_density",
     "cos_recent", "rank_recent", "topic_match",
 )
+NEW = ("recent_in_degree", "age")  # measured separately: "default + ..." below
+ALL_BUT_NEW = tuple(f for f in FEATURES if f not in NEW)
 GROUPS = {
     "graph votes": ("votes_text", "votes_date", "votes_reverse", "rank_votes"),
     "popularity": ("log_in_degree", "has_list"),
@@ -46,9 +48,12 @@ VARIANTS: dict[str, dict] = {
     "lambdarank, earlier blocks, old features": {
         "training_graph": "earlier", "features": OLD_FEATURES},
     "lambdarank, every block, old features": {"features": OLD_FEATURES},
-    "lambdarank, every block, all features": {"features": FEATURES},
+    "lambdarank, every block, all features": {"features": ALL_BUT_NEW},
     "default": {},
-    **{f"all features without {name}": {"features": tuple(f for f in FEATURES if f not in drop)}
+    "default + recent in-degree": {"features": DEFAULT_FEATURES + ("recent_in_degree",)},
+    "default + candidate age": {"features": DEFAULT_FEATURES + ("age",)},
+    **{f"all features without {name}": {"features": tuple(f for f in ALL_BUT_NEW
+                                                          if f not in drop)}
        for name, drop in GROUPS.items()},
 }
 

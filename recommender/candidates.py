@@ -23,8 +23,9 @@ FEATURES = (
     "cos_full", "cos_title", "cos_full_rel", "rank_text", "days", "abs_days", "rank_date",
     "votes_text", "votes_date", "votes_reverse", "rank_votes", "log_in_degree", "has_list",
     "has_file", "same_provider", "topic_overlap", "query_day_density", "cos_recent",
-    "rank_recent", "quality", "heat", "topic_match",
+    "rank_recent", "quality", "heat", "topic_match", "recent_in_degree", "age",
 )
+RECENT_LINK_DAYS = 30.0  # a link counts for `recent_in_degree` when its two ends are this close
 
 
 @dataclass
@@ -54,6 +55,13 @@ class Index:
         self.title_t = self.title.T.tocsr()
         self.graph_t = self.graph.T.tocsr()
         self.in_degree = np.asarray(self.graph.sum(axis=0)).ravel().astype(np.float32)
+        # Links from lists of stories published near the story itself: what a story gets
+        # while it is news, unlike the slow accumulation of later lists.
+        links = self.graph.tocoo()
+        near = np.abs(self.times[links.row] - self.times[links.col]) <= RECENT_LINK_DAYS
+        self.recent_in_degree = np.bincount(links.col[near], minlength=len(self.times)
+                                            ).astype(np.float32)
+        self.newest = float(np.nanmax(self.times)) if np.isfinite(self.times).any() else np.nan
         self.has_list = np.diff(self.graph.indptr) > 0
         known = np.flatnonzero(~np.isnan(self.times))
         self.by_time = known[np.argsort(self.times[known], kind="stable")]
@@ -325,6 +333,9 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
         "quality": lambda: index.quality[cand],
         "heat": lambda: index.heat[cand],
         "topic_match": topic_match,
+        "recent_in_degree": lambda: np.log1p(index.recent_in_degree[cand]),
+        # Days from the candidate's publication to the catalog's newest story.
+        "age": lambda: index.newest - index.times[cand],
     }
     assert tuple(columns) == FEATURES
     out = np.empty((len(query), len(features)), dtype=np.float32)

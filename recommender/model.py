@@ -83,7 +83,12 @@ def top_k(query: np.ndarray, cand: np.ndarray, scores: np.ndarray, n_queries: in
 # lists once lowered held-out recall, when training queries saw only earlier blocks' lists;
 # trained on every block (training_graph="others") they raise it. The recency-weighted text
 # score did not (it still ranks text candidates in `candidates.generate`).
-DEFAULT_FEATURES = tuple(f for f in FEATURES if f not in ("cos_recent", "rank_recent"))
+DEFAULT_FEATURES = (
+    "cos_full", "cos_title", "cos_full_rel", "rank_text", "days", "abs_days", "rank_date",
+    "votes_text", "votes_date", "votes_reverse", "rank_votes", "log_in_degree", "has_list",
+    "has_file", "same_provider", "topic_overlap", "query_day_density", "quality", "heat",
+    "topic_match",
+)
 DEFAULT_RANKER = LambdaRanker()  # cloned in fit, never fitted themselves
 DEFAULT_TEXT = TextFeatures()
 
@@ -92,7 +97,7 @@ class RelatedModel(BaseEstimator):
     """Ranks catalog stories as related stories for a catalog story or a new article."""
 
     def __init__(self, n_text: int = 60, n_date: int = 60, n_graph: int = 60,
-                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 6_000,
+                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 4_000,
                  text: BaseEstimator = DEFAULT_TEXT, ranker: BaseEstimator = DEFAULT_RANKER,
                  training_graph: str = "others", features: tuple[str, ...] = DEFAULT_FEATURES,
                  query_terms: int = 20, max_postings: int | None = 2000,
