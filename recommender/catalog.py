@@ -10,6 +10,7 @@ rerun skip finished work and finish the rest.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -66,6 +67,11 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+)""",
+    # URL keys of removed stories: a file or list naming one again does not bring it back.
+    """CREATE TABLE IF NOT EXISTS removed (
+    key TEXT PRIMARY KEY,
+    removed_at TEXT NOT NULL
 )""",
 ]
 
@@ -237,20 +243,24 @@ class Catalog:
                        " DO UPDATE SET value = excluded.value", (str(seq),))
 
     def _add_article(self, db: Database, article: Article, digest: str,
-                     seq: int) -> tuple[int, str]:
+                     seq: int) -> tuple[int | None, str]:
         item = article.item
+        gone = self._removed_keys(db, [k for i in (item, *article.related) for k in i.aliases])
+        if gone & set(item.aliases):
+            return None, "unchanged"  # a removed story stays removed
+        related = [r for r in article.related if not gone & set(r.aliases)]
         rank = _rank(article, digest)
         merges = self._merges
         story_id = self._resolve(db, item, seq, prefer=item.key)
-        targets = [self._resolve(db, rel, seq, prefer=rel.key) for rel in article.related]
+        targets = [self._resolve(db, rel, seq, prefer=rel.key) for rel in related]
         if self._merges != merges:
             # A related item merged stories (it was named by two stories' URLs), so ids
             # returned before the merge may be gone: look them up again, now all are in place.
             story_id = self._id_of(db, item.key)
-            targets = [self._id_of(db, rel.key) for rel in article.related]
+            targets = [self._id_of(db, rel.key) for rel in related]
         has_file, file_rank = db.execute(
             "SELECT has_file, file_rank FROM stories WHERE id = ?", (story_id,)).fetchone()
-        if has_file and file_rank >= rank:
+        if has_file and file_rank >= rank and not self._same_path(db, file_rank, article.path):
             # An older version of an article we hold newer: its related items are stories
             # all the same (so the story set does not depend on import order), its list is not.
             return story_id, "unchanged"
@@ -276,6 +286,52 @@ class Catalog:
                 rows.append((story_id, target, position))
         db.executemany("INSERT INTO links VALUES (?, ?, ?)", rows)
         return story_id, ("updated" if has_file else "imported")
+
+    @staticmethod
+    def _removed_keys(db: Database, keys: list[str]) -> set[str]:
+        keys = sorted(set(keys))
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            found.update(r[0] for r in db.execute(
+                f"SELECT key FROM removed WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+        return found
+
+    @staticmethod
+    def _same_path(db: Database, file_rank: str, path: str) -> bool:
+        """Whether the version the catalog holds came from the file at `path`: a new content
+        of the same file is a correction, and replaces it even with an earlier date."""
+        digest = file_rank.rsplit("|", 1)[-1]
+        row = db.execute("SELECT path FROM files WHERE sha256 = ?", (digest,)).fetchone()
+        return row is not None and row[0] == path
+
+    def remove(self, urls: Iterable[str]) -> dict[str, str]:
+        """Remove stories (unpublished, retracted) with their aliases and every link from or
+        to them, in one transaction; their URLs are remembered so that no later import
+        brings them back. Returns url → 'removed' or why not."""
+        out: dict[str, str] = {}
+        with self.transaction():
+            db = self.db
+            now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for url in urls:
+                story_id = self.story_id_for(url)
+                if story_id is None:
+                    out[url] = "no story in the catalog for this URL"
+                    continue
+                keys = [r[0] for r in db.execute(
+                    "SELECT key FROM aliases WHERE story_id = ?", (story_id,))]
+                db.executemany("INSERT INTO removed VALUES (?, ?) ON CONFLICT DO NOTHING",
+                               [(k, now) for k in keys])
+                db.execute("DELETE FROM links WHERE source_id = ? OR target_id = ?",
+                           (story_id, story_id))
+                db.execute("DELETE FROM aliases WHERE story_id = ?", (story_id,))
+                db.execute("UPDATE files SET story_id = NULL WHERE story_id = ?", (story_id,))
+                db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
+                out[url] = "removed"
+            # A new import counter: every serving worker's answer cache starts afresh.
+            db.execute("INSERT INTO meta VALUES ('seq', ?) ON CONFLICT (name)"
+                       " DO UPDATE SET value = excluded.value", (str(self.max_seq() + 1),))
+        return out
 
     def _resolve(self, db: Database, item: Item, seq: int, prefer: str) -> int:
         """The story for `item` (by any of its URLs), created or gap-filled as needed."""
@@ -456,7 +512,8 @@ class Catalog:
             ("SELECT COUNT(*) FROM links s LEFT JOIN stories t ON t.id = s.source_id"
              " WHERE t.has_file = 0", "curated lists on stories without their own file"),
             ("SELECT COUNT(*) FROM files f LEFT JOIN stories s ON s.id = f.story_id"
-             " WHERE s.id IS NULL", "imported files whose story does not exist"),
+             " WHERE f.story_id IS NOT NULL AND s.id IS NULL",
+             "imported files whose story does not exist"),
         ]
         for sql, what in checks:
             try:

@@ -50,6 +50,17 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if counts.skipped else 0
 
 
+def cmd_remove(args: argparse.Namespace) -> int:
+    with Catalog(settings.catalog_location(args.catalog)) as catalog:
+        results = catalog.remove(args.urls)
+    for url, result in results.items():
+        if result == "removed":
+            print(f"{url}: removed")
+        else:
+            _err(f"{url}: {result}")
+    return 0 if all(r == "removed" for r in results.values()) else 1
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
         stats = catalog.stats()
@@ -178,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     _catalog_flag(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_import)
+
+    p = sub.add_parser("remove", help="remove stories (unpublished, retracted) at once",
+                       description="Remove the stories these URLs name (any variant), their "
+                       "URL aliases and every curated link from or to them. The service stops "
+                       "returning them at once, from precomputed lists too; no later import "
+                       "brings them back (their files and mentions in lists are skipped). "
+                       "Exit 1 when a URL names no story.")
+    p.add_argument("urls", nargs="+", metavar="URL", help="a URL of the story (any variant)")
+    _catalog_flag(p)
+    p.set_defaults(handler=cmd_remove)
 
     p = sub.add_parser("stats", help="counts of stories, lists, links, providers, dates",
                        description="Print catalog statistics.")

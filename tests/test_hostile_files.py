@@ -163,3 +163,55 @@ def test_a_damaged_catalog_is_reported_in_one_line(corpus, tmp_path):
     assert stats.returncode == 1 and "catalog database failed" in stats.stderr
     for result in (check, stats):
         assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_corrected_file_replaces_its_earlier_version(tmp_path, new_catalog):
+    """The same path imported again with an earlier date: a correction, not an older copy."""
+    path = tmp_path / "a.md"
+    path.write_text('---\ntitle: "Wrong date"\npublishedDateTime: 2021-05-01T00:00:00Z\n'
+                    'webUrl: "https://x.example/a"\n---\n')
+    location = new_catalog()
+    _import(location, [path], 1)
+    path.write_text('---\ntitle: "Right date"\npublishedDateTime: 2021-04-01T00:00:00Z\n'
+                    'webUrl: "https://x.example/a"\n---\n')
+    counts, *_ = _import(location, [path], 1)
+    assert counts.updated == 1
+    with Catalog(location, readonly=True) as catalog:
+        story = catalog.story(catalog.story_id_for("https://x.example/a"))
+        assert (story.title, story.published) == ("Right date", "2021-04-01T00:00:00Z")
+        assert catalog.check() == []
+
+
+def test_removed_stories_leave_and_stay_out(tmp_path, new_catalog):
+    from conftest import SEEDS
+
+    location = new_catalog()
+    _import(location, [SEEDS], 1)
+    fox = ("https://www-foxnews-com.cdn.ampproject.org/c/s/www.foxnews.com/us/new-facial-"
+           "recognition-app-promises-to-solve-crimes-critics-say-its-the-end-of-privacy.amp")
+    with Catalog(location, readonly=True) as catalog:
+        before = catalog.stats()
+        fox_id = catalog.story_id_for(fox)
+        assert fox_id is not None
+        cited = catalog.db.execute("SELECT COUNT(*) FROM links WHERE source_id = ? OR"
+                                   " target_id = ?", (fox_id, fox_id)).fetchone()[0]
+        seq = catalog.max_seq()
+    result = run_cli("remove", fox, "https://nowhere.example/x", catalog=location)
+    assert result.returncode == 1 and "removed" in result.stdout
+    assert "no story" in result.stderr and "Traceback" not in result.stderr
+    with Catalog(location, readonly=True) as catalog:
+        after = catalog.stats()
+        assert catalog.story_id_for(fox) is None and catalog.story(fox_id) is None
+        assert after["stories"] == before["stories"] - 1
+        assert after["links"] == before["links"] - cited
+        assert catalog.max_seq() > seq  # serving caches start afresh
+        assert catalog.check() == []
+    counts, *_ = _import(location, [SEEDS], 1)  # the nightly re-import of the same tree
+    (tmp_path / "again.md").write_text(  # and a new file that lists it
+        '---\ntitle: "Lists the removed story"\nwebUrl: "https://x.example/lister"\n'
+        f'related:\n  - title: "Removed"\n    webUrl: "{fox}"\n---\n')
+    _import(location, [tmp_path / "again.md"], 1)
+    with Catalog(location, readonly=True) as catalog:
+        assert catalog.story_id_for(fox) is None
+        lister = catalog.story_id_for("https://x.example/lister")
+        assert catalog.curated(lister) == [] and catalog.check() == []

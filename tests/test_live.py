@@ -106,6 +106,21 @@ def test_a_chunked_body_past_the_limit_is_a_json_413(live):
     conn.close()
 
 
+def test_a_removed_story_leaves_every_answer_at_once(live):
+    base, catalog, _ = live
+    url = "/v1/related?k=100&url=" + urllib.request.quote(SEED, safe="")
+    status, body = fetch(base, url)
+    assert status == 200 and body["related"]
+    gone = body["related"][0]["url"]  # precomputed at train time, first in this answer
+    result = run_cli("remove", gone, catalog=catalog)
+    assert result.returncode == 0, result.stderr
+    for _ in range(4):  # every worker, its answer cache included
+        status, body = fetch(base, url)
+        assert status == 200 and gone not in [r["url"] for r in body["related"]]
+    status, body = fetch(base, "/v1/related?url=" + urllib.request.quote(gone, safe=""))
+    assert status == 404
+
+
 def test_story_imported_after_training_is_served_at_once(live, tmp_path):
     base, catalog, _ = live
     new = tmp_path / "new.md"
