@@ -18,14 +18,15 @@ from recommender import database, settings
 from recommender.urls import is_web_url
 
 MAX_BODY = 64 * 1024
-# Pages use no script at all; images come from the stories' own sites (http or https only).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; img-src 'self' http: https:; "
-                                "style-src 'self' 'unsafe-inline'; form-action 'self'; "
-                                "base-uri 'none'; frame-ancestors 'none'"),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-}
+# Every response: no content sniffing. Pages (HTML) also: no script at all, images from the
+# stories' own sites (http or https only), no framing, no full URL leaked as a referrer.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+PAGE_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; img-src 'self' http: https:; "
+     "style-src 'self' 'unsafe-inline'; form-action 'self'; base-uri 'none'; "
+     "frame-ancestors 'none'"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -60,8 +61,11 @@ def _install_security(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response):
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        # Appended, not set: nothing else writes these, and a set scans every header.
+        response.headers.add(*NOSNIFF)
+        if response.mimetype == "text/html":
+            for name, value in PAGE_HEADERS:
+                response.headers.add(name, value)
         return response
 
 

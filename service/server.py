@@ -7,6 +7,7 @@ import logging
 from gunicorn.app.base import BaseApplication
 
 from . import balance
+from .worker import DroppedClientFilter
 
 
 class _Server(BaseApplication):
@@ -32,11 +33,13 @@ class _Server(BaseApplication):
 
 def serve(host: str, port: int, workers: int, threads: int = 4) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
+    logging.getLogger("gunicorn.error").addFilter(DroppedClientFilter())
     _Server({
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",  # threads give keep-alive and overlap SQLite reads
+        # gthread (keep-alive, SQLite reads overlap) that holds against stalled clients
+        "worker_class": "service.worker.GuardedThreadWorker",
         "keepalive": 30,
         "timeout": 60,
         "graceful_timeout": 10,
