@@ -72,7 +72,7 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         started = time.perf_counter()
-        model = RelatedModel().set_params(**params).fit(split.view)
+        model = RelatedModel.from_params(params).fit(split.view)
         ranked = _clean(model.rank_rows(split.test_rows, k=DEPTH).rows)
         m = summarize(ranked, split.relevant)
         print(json.dumps({"variant": name, "recall@10": round(m["recall@10"], 4),

@@ -126,7 +126,7 @@ def embeddings(snapshot: Snapshot, split: Split) -> np.ndarray:
 
 
 def ours(snapshot: Snapshot, split: Split) -> np.ndarray:
-    model = RelatedModel().fit(split.view)
+    model = RelatedModel.from_params().fit(split.view)
     return model.rank_rows(split.test_rows, k=DEPTH).rows
 
 

@@ -89,8 +89,7 @@ DEFAULT_FEATURES = (
     "has_file", "same_provider", "topic_overlap", "query_day_density", "quality", "heat",
     "topic_match",
 )
-DEFAULT_RANKER = LambdaRanker()  # cloned in fit, never fitted themselves
-DEFAULT_TEXT = TextFeatures()
+
 
 
 class RelatedModel(BaseEstimator):
@@ -98,7 +97,7 @@ class RelatedModel(BaseEstimator):
 
     def __init__(self, n_text: int = 60, n_date: int = 60, n_graph: int = 60,
                  n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 4_000,
-                 text: BaseEstimator = DEFAULT_TEXT, ranker: BaseEstimator = DEFAULT_RANKER,
+                 text: BaseEstimator | None = None, ranker: BaseEstimator | None = None,
                  training_graph: str = "others", features: tuple[str, ...] = DEFAULT_FEATURES,
                  query_terms: int = 20, max_postings: int | None = 2000,
                  bare_fraction: float = 0.3, recent_days: float = 7.0,
@@ -129,8 +128,10 @@ class RelatedModel(BaseEstimator):
 
     @classmethod
     def from_params(cls, params: dict | None = None) -> RelatedModel:
-        """A model with `params` set, nested ones included (`ranker__n_estimators=...`)."""
-        return cls().set_params(**(params or {}))
+        """A model with `params` set, nested ones included (`ranker__n_estimators=...`):
+        the sub-estimators are made here, fresh, so that nested parameters have somewhere
+        to go and no two models share one."""
+        return cls(text=TextFeatures(), ranker=LambdaRanker()).set_params(**(params or {}))
 
     def manifest_params(self) -> dict:
         """Every parameter, nested ones included, as JSON values (an estimator by its class
@@ -146,7 +147,7 @@ class RelatedModel(BaseEstimator):
         if n < 2:
             raise ValueError("the catalog needs at least two stories to train on")
         self.ids_ = snapshot.ids.copy()
-        self.text_ = clone(self.text).fit(
+        self.text_ = clone(self.text if self.text is not None else TextFeatures()).fit(
             snapshot.titles, snapshot.excerpts)
         full, title = self.text_.transform(snapshot.titles, snapshot.excerpts)
         times = snapshot.published / DAY
@@ -167,7 +168,7 @@ class RelatedModel(BaseEstimator):
         X, y, group = self._training_pairs(snapshot, parts, truth)
         self.n_training_pairs_ = len(y)
         self.n_training_positives_ = int(y.sum())
-        self.ranker_ = clone(self.ranker)
+        self.ranker_ = clone(self.ranker if self.ranker is not None else LambdaRanker())
         self.ranker_.fit(X, y, group=group)
         self.index_ = Index(graph=truth, **parts)
         self.feature_names_ = tuple(self.features)

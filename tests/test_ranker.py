@@ -32,8 +32,8 @@ def test_rankers_are_scikit_learn_estimators(estimator, check):
 
 
 def test_nested_parameters_round_trip_through_set_params_and_clone():
-    model = RelatedModel().set_params(ranker__n_estimators=77, ranker__learning_rate=0.2,
-                                      n_text=40)
+    model = RelatedModel.from_params({"ranker__n_estimators": 77, "ranker__learning_rate": 0.2,
+                                      "n_text": 40})
     params = model.get_params(deep=True)
     assert params["ranker__n_estimators"] == 77 and params["n_text"] == 40
     copy = clone(model)
@@ -47,11 +47,16 @@ def test_nested_parameters_round_trip_through_set_params_and_clone():
     assert rebuilt.get_params(deep=True)["ranker__learning_rate"] == 0.2
 
 
-def test_the_default_ranker_is_never_fitted_itself(synthetic_snapshot):
-    from recommender.model import DEFAULT_RANKER
-
-    model = RelatedModel.from_params({"ranker__n_estimators": 20}).fit(synthetic_snapshot)
-    assert model.ranker_ is not model.ranker and not hasattr(DEFAULT_RANKER, "model_")
+def test_sub_estimators_are_never_shared_nor_fitted_in_place(synthetic_snapshot):
+    first = RelatedModel.from_params({"ranker__n_estimators": 20, "text__min_df": 2})
+    second = RelatedModel.from_params()
+    assert second.ranker.n_estimators == LambdaRanker().n_estimators  # first's did not leak
+    assert second.text.min_df == 1
+    first.fit(synthetic_snapshot)
+    assert first.ranker_ is not first.ranker and not hasattr(first.ranker, "model_")
+    assert first.text_ is not first.text and not hasattr(first.text, "full_")
+    bare = RelatedModel(ranker=LambdaRanker(n_estimators=20)).fit(synthetic_snapshot)
+    assert bare.text is None and hasattr(bare.text_, "full_")  # None: the default, made fresh
 
 
 def test_ranking_before_fit_is_refused():
