@@ -239,8 +239,7 @@ class Catalog:
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
                 db.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
                            (digest, article.path, story_id, seq))
-            db.execute("INSERT INTO meta VALUES ('seq', ?) ON CONFLICT (name)"
-                       " DO UPDATE SET value = excluded.value", (str(seq),))
+            _set_seq(db, seq)
 
     def _add_article(self, db: Database, article: Article, digest: str,
                      seq: int) -> tuple[int | None, str]:
@@ -329,8 +328,7 @@ class Catalog:
                 db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
                 out[url] = "removed"
             # A new import counter: every serving worker's answer cache starts afresh.
-            db.execute("INSERT INTO meta VALUES ('seq', ?) ON CONFLICT (name)"
-                       " DO UPDATE SET value = excluded.value", (str(self.max_seq() + 1),))
+            _set_seq(db, self.max_seq() + 1)
         return out
 
     def _resolve(self, db: Database, item: Item, seq: int, prefer: str) -> int:
@@ -564,6 +562,12 @@ def _fill_statement() -> str:
 
 
 _FILL = _fill_statement()
+
+
+def _set_seq(db: Database, seq: int) -> None:
+    """The import counter: what serving caches and `fingerprint` key on."""
+    db.execute("INSERT INTO meta VALUES ('seq', ?) ON CONFLICT (name)"
+               " DO UPDATE SET value = excluded.value", (str(seq),))
 
 
 def _mention(item: Item) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
@@ -20,7 +20,7 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 KNOWN_QUERY = {"url", "k", "since", "until", "exclude", "provider", "dedupe"}
 
 
-def _bad(message: str):
+def _bad(message: str) -> NoReturn:
     response = jsonify(error="bad_request", message=message)
     response.status_code = 400
     abort(response)
@@ -34,7 +34,6 @@ def _filters(args: MultiDict) -> Filters:
         return Filters.parse(args.get, args.getlist)
     except (ValueError, BadFile) as exc:
         _bad(str(exc))
-        raise  # unreachable: _bad aborts
 
 
 def _answer(answer: Answer):
