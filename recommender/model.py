@@ -96,7 +96,7 @@ class RelatedModel(BaseEstimator):
     """Ranks catalog stories as related stories for a catalog story or a new article."""
 
     def __init__(self, n_text: int = 60, n_date: int = 60, n_graph: int = 60,
-                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 4_000,
+                 n_voters: int = 30, n_blocks: int = 10, max_train_queries: int = 2_500,
                  text: BaseEstimator | None = None, ranker: BaseEstimator | None = None,
                  training_graph: str = "others", features: tuple[str, ...] = DEFAULT_FEATURES,
                  query_terms: int = 20, max_postings: int | None = 2000,
