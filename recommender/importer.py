@@ -160,8 +160,7 @@ def _write(catalog: Catalog, batch: list[tuple[Article, str]], counts: ImportCou
         catalog.add_files(batch, counts)
         return
     except catalog.db.data_errors:
-        if len(batch) == 1:
-            raise
+        pass  # rolled back whole; a batch of one is retried once, then named below
     for name in ("imported", "updated", "unchanged"):
         setattr(counts, name, getattr(before, name))
     for one in batch:

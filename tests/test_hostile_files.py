@@ -215,3 +215,24 @@ def test_removed_stories_leave_and_stay_out(tmp_path, new_catalog):
         assert catalog.story_id_for(fox) is None
         lister = catalog.story_id_for("https://x.example/lister")
         assert catalog.curated(lister) == [] and catalog.check() == []
+
+
+def test_a_value_the_database_refuses_is_a_named_skip_alone_or_in_a_batch(tmp_path,
+                                                                            new_catalog):
+    """PostgreSQL refuses a NUL in text (SQLite stores it): on either engine the file is
+    imported or named, never the end of the import, whether it is written alone or in a
+    batch with good files."""
+    bad = tmp_path / "nul.md"
+    bad.write_text('---\ntitle: "A title with a NUL\\0 in it"\n'
+                   'webUrl: "https://nul.example/a"\n---\n')
+    good = tmp_path / "good.md"
+    good.write_text('---\ntitle: "Good"\nwebUrl: "https://good.example/ok"\n---\n')
+    for paths in ([bad], [bad, good]):
+        location = new_catalog()
+        counts, errors, _, stats = _import(location, paths, 1)
+        assert counts.imported + counts.skipped == len(paths)
+        if errors:
+            assert list(errors) == [str(bad)] and "cannot be stored" in errors[str(bad)]
+        assert stats["stories_with_file"] == len(paths) - len(errors)
+        with Catalog(location, readonly=True) as catalog:
+            assert catalog.check() == []
