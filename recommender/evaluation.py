@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from .candidates import DAY
 from .catalog import Snapshot
 from .graph import without
 from .metrics import MRR_DEPTH, summarize
@@ -90,7 +91,7 @@ UNDATED_FACTOR = 0.5  # ... and this factor when either story has no date
 def date_decay(snapshot: Snapshot, rows: np.ndarray) -> np.ndarray:
     """rows × N factors exp(-|Δdays|/DECAY_DAYS): what a search engine's decay function on
     the publication date multiplies a text score by (UNDATED_FACTOR when a date is missing)."""
-    days = snapshot.published / 86400.0
+    days = snapshot.published / DAY
     gap = np.abs(days[rows][:, None] - days[None, :])
     return np.where(np.isnan(gap), UNDATED_FACTOR, np.exp(-np.nan_to_num(gap) / DECAY_DAYS))
 
