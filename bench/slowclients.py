@@ -1,15 +1,17 @@
 """Slow and idle clients against `recommender serve`: does everyone else still get answers?
 
-    python bench/slowclients.py [--workdir DIR] [--partial 50] [--idle 50] [--seconds 30]
+    python bench/slowclients.py [--workdir DIR] [--partial 50] [--idle 50] [--body 0]
+                                [--drip 0] [--seconds 30]
 
 Starts `recommender serve` (2 workers, its default threads or --server-threads) on 127.0.0.1
 over the shipped seeds (or the catalog and models already in --workdir), then for --seconds
-holds --partial
-connections that send `GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n` and nothing more, and
---idle connections that send nothing (each reopened when the server drops it, as an
-attacker would), while 2 ordinary clients alternate `/healthz` and GET by URL on fresh
-connections. Prints JSON: the ordinary requests' p50/p99/max latency and failures, and how
-often the server dropped a stalled connection. Loopback only; bounded in count and time.
+holds --partial connections that send `GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n` and
+nothing more, --idle connections that send nothing, --body connections that send a POST
+head declaring 1,000 bytes of body and then 10 of them, and --drip connections that send a
+request one byte a second (each reopened when the server drops it, as an attacker would),
+while 2 ordinary clients alternate `/healthz` and GET by URL on fresh connections. Prints
+JSON: the ordinary requests' p50/p99/max latency and failures, and how often the server
+dropped a stalled connection. Loopback only; bounded in count and time.
 """
 
 from __future__ import annotations
@@ -35,18 +37,27 @@ from serve import HOST, start_server, wait_ready  # noqa: E402
 SEED_URL = ("https://www.biometricupdate.com/202002/privacy-rights-groups-call-for-day-of-"
             "action-to-ban-facial-recognition-at-all-schools")
 PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+BODY = (b"POST /v1/related HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n" + b'{"title": "')
+DRIP = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n"
 MAX_ORDINARY = 200_000  # requests, whatever --seconds says
 
 
-def _hold(port: int, payload: bytes, until: float, drops: list[int]) -> None:
-    """One stalled connection, reopened whenever the server closes it, until `until`."""
+def _hold(port: int, payload: bytes, until: float, drops: list[int],
+          drip: bool = False) -> None:
+    """One stalled connection, reopened whenever the server closes it, until `until`: it
+    sends `payload` at once, or one byte a second when `drip`."""
     while time.monotonic() < until:
         try:
             with socket.create_connection((HOST, port), timeout=5) as s:
-                if payload:
+                if payload and not drip:
                     s.sendall(payload)
-                s.settimeout(0.5)
+                s.settimeout(1.0 if drip else 0.5)
+                sent = 0
                 while time.monotonic() < until:
+                    if drip and sent < len(payload):
+                        s.sendall(payload[sent:sent + 1])
+                        sent += 1
                     try:
                         if s.recv(4096) == b"":
                             drops.append(1)
@@ -84,6 +95,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="holds catalog.sqlite3 and models/")
     ap.add_argument("--partial", type=int, default=50)
     ap.add_argument("--idle", type=int, default=50)
+    ap.add_argument("--body", type=int, default=0, help="connections stalling in a POST body")
+    ap.add_argument("--drip", type=int, default=0, help="connections sending a byte a second")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--port", type=int, default=8797)
     ap.add_argument("--server-threads", type=int, help="threads per server worker")
@@ -106,7 +119,10 @@ def main() -> None:
             until = time.monotonic() + args.seconds
             drops: list[int] = []
             holders = [threading.Thread(target=_hold, args=(args.port, payload, until, drops))
-                       for payload in [PARTIAL] * args.partial + [b""] * args.idle]
+                       for payload in ([PARTIAL] * args.partial + [b""] * args.idle
+                                       + [BODY] * args.body)]
+            holders += [threading.Thread(target=_hold, args=(args.port, DRIP, until, drops, True))
+                        for _ in range(args.drip)]
             for t in holders:
                 t.start()
             time.sleep(1.0)  # every stalled connection is open before the clock starts
@@ -127,6 +143,7 @@ def main() -> None:
     lat = np.array(latencies) if latencies else np.array([np.nan])
     print(json.dumps({
         "partial_connections": args.partial, "idle_connections": args.idle,
+        "stalled_body_connections": args.body, "dripping_connections": args.drip,
         "server_threads_per_worker": args.server_threads or "default",
         "seconds": args.seconds, "ordinary_requests": len(latencies),
         "failed_requests": len(failures), "failures": sorted(set(failures))[:5],

@@ -246,4 +246,27 @@ def load(models_dir: Path, version: str | None = None, *, mmap: bool = True) -> 
                   for n in ("ids", "top_rows", "top_scores")}
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad artifact
         raise ArtifactError(f"{name}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+    _check_arrays(name, model, **arrays)
     return Artifact(path=path, manifest=manifest, model=model, **arrays)
+
+
+def _check_arrays(name: str, model: RelatedModel, ids: np.ndarray, top_rows: np.ndarray,
+                  top_scores: np.ndarray) -> None:
+    """Refuse arrays a request would index out of bounds or map onto the wrong stories,
+    whatever their checksums say (a manifest rewritten with the damage, a bug in a writer):
+    a served answer is then never an IndexError, nor a row read as another story."""
+    n = len(ids)
+    problems = []
+    if ids.ndim != 1 or (n > 1 and not bool(np.all(ids[1:] > ids[:-1]))):
+        problems.append("ids.npy is not a strictly increasing list of story ids")
+    elif not np.array_equal(ids, getattr(model, "ids_", None)):
+        problems.append("ids.npy and the model name different stories")
+    if top_rows.ndim != 2 or top_rows.shape[0] != n or top_scores.shape != top_rows.shape:
+        problems.append(f"top_rows.npy {top_rows.shape} and top_scores.npy "
+                        f"{top_scores.shape} do not fit {n} stories")
+    elif top_rows.size and (int(top_rows.min()) < -1 or int(top_rows.max()) >= n):
+        problems.append(f"top_rows.npy names rows outside 0..{n - 1}")
+    elif not bool(np.isfinite(top_scores[top_rows >= 0]).all()):
+        problems.append("top_scores.npy holds scores that are not finite")
+    if problems:
+        raise ArtifactError(f"{name}: {'; '.join(problems)}")

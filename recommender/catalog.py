@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ class Snapshot:
     link_dst: np.ndarray
     link_pos: np.ndarray
     max_seq: int
+    catalog_id: str | None = None  # the catalog's identity (Catalog.identity)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -170,6 +172,7 @@ class Catalog:
         self.location = str(location)
         self.path = database.display(self.location)  # what messages name
         self._merges = 0
+        self._next_id = 1  # set from the catalog at the start of each write
         try:
             self.db = database.connect(self.location, readonly=readonly)
         except database.DatabaseError as exc:
@@ -191,6 +194,22 @@ class Catalog:
                             (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise CatalogError(f"{self.path}: schema {row[0]} is newer than this program's")
+        # Created with the catalog (or the first time a catalog older than the rule is
+        # written to) and never changed: what a model records, so that a catalog rebuilt
+        # under the same name is never read with the story ids of the one it replaced.
+        self.db.execute("INSERT INTO meta VALUES ('catalog_id', ?) ON CONFLICT DO NOTHING",
+                        (uuid.uuid4().hex,))
+
+    def identity(self) -> tuple[str | None, int]:
+        """(catalog id, import counter) in one statement: what a server checks per request."""
+        found = dict(self.db.execute(
+            "SELECT name, value FROM meta WHERE name IN ('catalog_id', 'seq')").fetchall())
+        return found.get("catalog_id"), int(found.get("seq", 0))
+
+    def replaced(self) -> bool:
+        """Whether the catalog's file is no longer the one this connection reads (moved
+        away, rebuilt under the same name). A PostgreSQL database shows it in its identity."""
+        return self.db.replaced()
 
     def close(self) -> None:
         self.db.close()
@@ -230,6 +249,7 @@ class Catalog:
         with self.transaction(), db.pipeline():
             row = db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
             seq = int(row[0]) if row else 0
+            self._next_id = _next_id(db)
             for article, digest in batch:
                 if db.execute("SELECT 1 FROM files WHERE sha256 = ?", (digest,)).fetchone():
                     counts.unchanged += 1
@@ -240,6 +260,7 @@ class Catalog:
                 db.execute("INSERT INTO files VALUES (?, ?, ?, ?)",
                            (digest, article.path, story_id, seq))
             _set_seq(db, seq)
+            _set_meta(db, "next_id", self._next_id)
 
     def _add_article(self, db: Database, article: Article, digest: str,
                      seq: int) -> tuple[int | None, str]:
@@ -311,6 +332,9 @@ class Catalog:
         out: dict[str, str] = {}
         with self.transaction():
             db = self.db
+            # Ids are never used twice: a model trained before this removal must not find
+            # its rows for the removed stories naming stories imported after it.
+            _set_meta(db, "next_id", _next_id(db))
             now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             for url in urls:
                 story_id = self.story_id_for(url)
@@ -342,14 +366,15 @@ class Catalog:
             "SELECT a.key, a.story_id, s.has_file FROM aliases a"
             f" JOIN stories s ON s.id = a.story_id WHERE a.key IN ({marks})", keys).fetchall()
         if not rows:
-            story_id = db.execute(
-                "INSERT INTO stories (key, url, urls, title, excerpt, published, provider_name,"
-                " provider_domain, topics, image, quality, heat, type, changed_seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (prefer, _display_url(item), json.dumps(item.urls, sort_keys=True), item.title,
-                 item.excerpt, item.published, item.provider_name, item.provider_domain,
-                 json.dumps(item.topics), item.image, item.quality, item.heat, item.type, seq)
-            ).fetchone()[0]
+            story_id, self._next_id = self._next_id, self._next_id + 1
+            db.execute(
+                "INSERT INTO stories (id, key, url, urls, title, excerpt, published,"
+                " provider_name, provider_domain, topics, image, quality, heat, type,"
+                " changed_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (story_id, prefer, _display_url(item), json.dumps(item.urls, sort_keys=True),
+                 item.title, item.excerpt, item.published, item.provider_name,
+                 item.provider_domain, json.dumps(item.topics), item.image, item.quality,
+                 item.heat, item.type, seq))
         else:
             found = sorted({r[1] for r in rows})
             story_id = found[0]
@@ -433,8 +458,7 @@ class Catalog:
             "SELECT target_id FROM links WHERE source_id = ? ORDER BY position", (story_id,))]
 
     def max_seq(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'seq'").fetchone()
-        return int(row[0]) if row else 0
+        return self.identity()[1]
 
     def snapshot(self) -> Snapshot:
         """Everything training needs, read in one consistent transaction."""
@@ -446,7 +470,7 @@ class Catalog:
             links = self.db.execute(
                 "SELECT source_id, target_id, position FROM links ORDER BY source_id, position"
             ).fetchall()
-            max_seq = self.max_seq()
+            catalog_id, max_seq = self.identity()
         finally:
             self.db.commit()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -471,6 +495,7 @@ class Catalog:
             link_dst=np.searchsorted(ids, link_arr[:, 1]),
             link_pos=link_arr[:, 2],
             max_seq=max_seq,
+            catalog_id=catalog_id,
         )
 
     def stats(self) -> dict:
@@ -564,10 +589,22 @@ def _fill_statement() -> str:
 _FILL = _fill_statement()
 
 
+def _next_id(db: Database) -> int:
+    """The next story id: past every id the catalog ever gave (a removed or merged story's
+    id is not given again; SQLite alone would reuse the highest after a delete)."""
+    row = db.execute("SELECT COALESCE(MAX(id), 0) + 1,"
+                     " (SELECT value FROM meta WHERE name = 'next_id') FROM stories").fetchone()
+    return max(int(row[0]), int(row[1] or 0))
+
+
+def _set_meta(db: Database, name: str, value: object) -> None:
+    db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (name)"
+               " DO UPDATE SET value = excluded.value", (name, str(value)))
+
+
 def _set_seq(db: Database, seq: int) -> None:
     """The import counter: what serving caches and `fingerprint` key on."""
-    db.execute("INSERT INTO meta VALUES ('seq', ?) ON CONFLICT (name)"
-               " DO UPDATE SET value = excluded.value", (str(seq),))
+    _set_meta(db, "seq", seq)
 
 
 def _mention(item: Item) -> dict:

@@ -262,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--threads", type=int, default=4,
-                   help="threads per worker (default 4; a client whose request stalls holds "
-                   "one for at most 3 s, an idle connection none)")
+                   help="threads per worker (default 4; requests are read in the worker's "
+                   "poller, so a slow or idle client holds none)")
     _catalog_flag(p)
     _models_flag(p)
     p.set_defaults(handler=cmd_serve)

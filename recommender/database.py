@@ -88,7 +88,8 @@ class SQLiteDatabase:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         elif not Path(path).exists():
             raise DatabaseError(f"no catalog at {path} (run `recommender import` first)")
-        uri = f"file:{Path(path).resolve()}{'?mode=ro' if readonly else ''}"
+        self._path = Path(path).resolve()
+        uri = f"file:{self._path}{'?mode=ro' if readonly else ''}"
         try:
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60,
                                         check_same_thread=False)
@@ -96,8 +97,18 @@ class SQLiteDatabase:
             if not readonly:
                 self.conn.execute("PRAGMA journal_mode = WAL")
                 self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._file = _file_identity(self._path)
         except sqlite3.DatabaseError as exc:
             raise DatabaseError(f"{path}: not a usable catalog ({exc})") from None
+        except FileNotFoundError:
+            raise DatabaseError(f"no catalog at {path} (run `recommender import` first)") from None
+
+    def replaced(self) -> bool:
+        """The path names another file than the one opened (or none): a stat, no I/O."""
+        try:
+            return _file_identity(self._path) != self._file
+        except FileNotFoundError:
+            return True
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return self.conn.execute(sql, params)
@@ -220,11 +231,19 @@ class PostgresDatabase:
     def integrity(self) -> list[str]:
         return []  # PostgreSQL checks its own pages; the catalog's own checks still run
 
+    def replaced(self) -> bool:
+        return False  # a database rebuilt under the same name shows a new catalog id
+
     def close(self) -> None:
         self.conn.close()
 
 
 Database = SQLiteDatabase | PostgresDatabase
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino)
 
 
 @lru_cache(maxsize=256)

@@ -2,10 +2,11 @@
 
 Both shells (the CLI's `recommend`, the HTTP API) call `Recommender`. For a story the model
 was trained with, the answer is the precomputed top-100, filtered; for a story imported
-since, or an article the catalog does not hold, the model scores it on the fly. The current
-model version is re-checked on every request (a readlink); a new one is loaded and verified
-in the background and swapped in when ready, so a retrain is picked up without a restart or
-a slow request; a version that fails verification is refused and the old one keeps serving.
+since, or an article the catalog does not hold, the model scores it on the fly. Which model
+version answers is the `ModelHolder`'s business (recommender.holder: follow `current`,
+verify, refuse damaged versions); this module adds the one rule that pairs a version with a
+catalog: a model answers only from the catalog it was trained on (the catalog's identity,
+recorded in the manifest), since story ids of one catalog mean nothing in another.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from . import artifact
+from . import database
 from .artifact import Artifact, ArtifactError
 from .candidates import DAY
-from .catalog import Catalog, Story
+from .catalog import Catalog, CatalogError, Story
 from .frontmatter import iso_utc
+from .holder import ModelHolder
 from .urls import InvalidURL, canonical_url, is_web_url
 
 log = logging.getLogger(__name__)
 MAX_K = 100
+T = TypeVar("T")
 
 
 class NotFound(LookupError):
@@ -146,6 +151,11 @@ def _checked_key(url: str) -> str:
         raise ValueError(f"url: {exc}") from None
 
 
+def _catalog_id(art: Artifact) -> str | None:
+    """The identity of the catalog a version was trained on (None before catalogs had one)."""
+    return art.manifest.get("catalog", {}).get("id")
+
+
 def _title_key(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
 
@@ -156,80 +166,57 @@ class Recommender:
     def __init__(self, catalog_location: str, models_dir: Path) -> None:
         self.catalog_location = catalog_location
         self.models_dir = Path(models_dir)
+        self.holder = ModelHolder(self.models_dir)
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._artifact: Artifact | None = None
-        self._refused: str | None = None
-        self._loading: str | None = None
         self.cache = AnswerCache()
-        self.refresh()
+        self.holder.follow_now()  # a worker loads its model before its first request
 
     # -- state ----------------------------------------------------------------------------
 
     @property
     def catalog(self) -> Catalog:
-        """One read-only connection per thread (sqlite3 connections are not thread-safe)."""
+        """One read-only connection per thread (sqlite3 connections are not thread-safe),
+        opened again when the catalog's file was replaced (moved away, rebuilt)."""
         cat = getattr(self._local, "catalog", None)
+        if cat is not None and cat.replaced():
+            cat.close()
+            cat = self._local.catalog = None
         if cat is None:
             cat = self._local.catalog = Catalog(self.catalog_location, readonly=True)
         return cat
 
     @property
     def artifact(self) -> Artifact:
-        self.refresh()
-        if self._artifact is None:
-            raise ArtifactError(f"no usable model in {self.models_dir} (run `recommender train`)")
-        return self._artifact
+        """The served model version, checked against the catalog it answers from."""
+        return self._matched()[0]
 
-    def refresh(self) -> None:
-        """Switch to `current` if it names a version other than the one serving.
+    def _matched(self) -> tuple[Artifact, int]:
+        """(served version, import counter), refusing to pair a model with a catalog other
+        than the one it was trained on: story ids of one catalog mean nothing in another."""
+        catalog_id, seq = self.catalog.identity()
+        art = self.holder.get()
+        if _catalog_id(art) != catalog_id:
+            self.holder.follow_now()  # a retrain on the new catalog may be published already
+            art = self.holder.get()
+            if _catalog_id(art) != catalog_id:
+                raise ArtifactError(
+                    f"model {art.version} was trained on another catalog than "
+                    f"{self.catalog.path} (catalog {catalog_id or 'without an id'}, the "
+                    f"model's {_catalog_id(art) or 'none'}): run `recommender train`")
+        return art, seq
 
-        With a model serving, the new one is loaded and verified in a background thread and
-        swapped in when ready, so no request waits for it; only a worker with nothing to
-        serve yet loads in the foreground."""
-        name = artifact.current_version(self.models_dir)
-        live = self._artifact.version if self._artifact else None
-        if name is None or name in (live, self._refused, self._loading):
-            return
-        with self._lock:
-            live = self._artifact.version if self._artifact else None
-            if name in (live, self._refused, self._loading):
-                return
-            if self._artifact is None:
-                self._load(name)
-                return
-            self._loading = name
-        threading.Thread(target=self._load, args=(name,), daemon=True,
-                         name=f"load-{name}").start()
-
-    def _load(self, name: str) -> None:
-        live = self._artifact.version if self._artifact else None
+    def _guarded(self, answer: Callable[[Artifact], T], art: Artifact) -> T:
+        """`answer(art)`; on an unexpected error the version's files are verified again, and
+        if they fail the request is answered once more from the version served now."""
         try:
-            loaded = artifact.load(self.models_dir, name)
-        except ArtifactError as exc:
-            self._refused = name
-            log.error("refusing model %s: %s (still serving %s)", name, exc, live)
-            if self._artifact is None:  # a fresh worker: fall back to the newest sound one
-                self._artifact = self._newest_sound(skip=name)
-        else:
-            self._artifact, self._refused = loaded, None
-            log.info("serving model %s", name)
-        finally:
-            if self._loading == name:
-                self._loading = None
-
-    def _newest_sound(self, skip: str) -> Artifact | None:
-        for version in reversed(artifact.versions(self.models_dir)):
-            if version == skip:
-                continue
-            try:
-                loaded = artifact.load(self.models_dir, version)
-            except ArtifactError as exc:
-                log.error("refusing model %s: %s", version, exc)
-                continue
-            log.warning("serving model %s instead of the refused current one", version)
-            return loaded
-        return None
+            return answer(art)
+        except (NotFound, ArtifactError, CatalogError):
+            raise
+        except Exception as exc:
+            if database.is_database_error(exc) or not self.holder.recheck(art):
+                raise
+            log.warning("answered again after %s from a damaged model", type(exc).__name__)
+            return answer(self._matched()[0])
 
     # -- answers --------------------------------------------------------------------------
 
@@ -237,20 +224,21 @@ class Recommender:
         """`by_url` as JSON bytes, from the cache when this model and catalog state answered
         the same request before (pages ask for the same articles again and again)."""
         key = _checked_key(url)
-        art = self.artifact  # read once: the cache key and the answer name the same model
-        generation = (art.version, self.catalog.max_seq())
+        art, seq = self._matched()  # once: the cache key and the answer name the same model
+        generation = (art.version, _catalog_id(art), seq)
         cache_key = (key, filters.k, filters.since, filters.until,
                      tuple(sorted(filters.exclude)), (filters.provider or "").lower(),
                      filters.dedupe)
         body = self.cache.get(generation, cache_key)
         if body is None:
-            body = json.dumps(self._by_url(art, url, filters).payload()).encode()
+            body = json.dumps(self._guarded(lambda a: self._by_url(a, url, filters),
+                                            art).payload()).encode()
             self.cache.put(generation, cache_key, body)
         return body
 
     def by_url(self, url: str, filters: Filters) -> Answer:
         _checked_key(url)
-        return self._by_url(self.artifact, url, filters)
+        return self._guarded(lambda a: self._by_url(a, url, filters), self.artifact)
 
     def _by_url(self, art: Artifact, url: str, filters: Filters) -> Answer:
         story_id = self.catalog.story_id_for(url)
@@ -276,9 +264,13 @@ class Recommender:
 
     def for_article(self, title: str, excerpt: str, published: str | None, url: str | None,
                     filters: Filters) -> Answer:
-        art = self.artifact
-        model = art.model
         published_iso = iso_utc(published) if published else None
+        return self._guarded(lambda a: self._for_article(a, title, excerpt, published_iso, url,
+                                                         filters), self.artifact)
+
+    def _for_article(self, art: Artifact, title: str, excerpt: str, published_iso: str | None,
+                     url: str | None, filters: Filters) -> Answer:
+        model = art.model
         query = model.new_query(title, excerpt, _days(published_iso))
         ranking = model.rank_queries(query, k=MAX_K)
         skip = set()

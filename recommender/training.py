@@ -42,7 +42,8 @@ def train(catalog: Catalog, models_dir: Path, params: dict | None = None,
     ranking = model.rank_rows(np.arange(len(snapshot)), k=TOP_K)
     ranked = time.perf_counter()
     info = {
-        "catalog": {"fingerprint": fingerprint(snapshot), "max_seq": snapshot.max_seq},
+        "catalog": {"id": snapshot.catalog_id, "fingerprint": fingerprint(snapshot),
+                    "max_seq": snapshot.max_seq},
         "counts": {"stories": len(snapshot), "links": int(len(snapshot.link_src)),
                    "curated_lists": int(len(np.unique(snapshot.link_src))),
                    "training_pairs": int(model.n_training_pairs_),

@@ -20,9 +20,11 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 KNOWN_QUERY = {"url", "k", "since", "until", "exclude", "provider", "dedupe"}
 
 
-def _bad(message: str) -> NoReturn:
+def _bad(message: str, close: bool = False) -> NoReturn:
     response = jsonify(error="bad_request", message=message)
     response.status_code = 400
+    if close:  # the stream's framing is lost: nothing more is read from this connection
+        response.headers["Connection"] = "close"
     abort(response)
 
 
@@ -80,10 +82,16 @@ def _body() -> bytes:
     refused before reading (by Werkzeug); a chunked body shows its size only as it is read,
     and Werkzeug's capped stream then ends at the limit without a word, so one byte more is
     read here to tell an oversized body (413) from a truncated one (a bad JSON 400)."""
-    if request.content_length is not None:
-        return request.get_data(cache=True)
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    data = request.environ["wsgi.input"].read(limit + 1)
+    try:
+        if request.content_length is not None:
+            return request.get_data(cache=True)
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        data = request.environ["wsgi.input"].read(limit + 1)
+    except RequestEntityTooLarge:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the server's framing errors have no common base
+        _bad(f"the request body could not be read ({type(exc).__name__}: {str(exc)[:120]})",
+             close=True)
     if len(data) > limit:
         raise RequestEntityTooLarge()
     return data

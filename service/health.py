@@ -21,7 +21,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready: a verified model is loaded and the catalog opens."""
+    """Ready: a verified model of this catalog is served and the catalog opens."""
     try:
         rec = recommender()
         version = rec.artifact.version
@@ -32,4 +32,6 @@ def readyz():
         if not database.is_unavailable(exc):
             raise
         return jsonify(status="unavailable", message=f"catalog: {exc}"), 503
-    return jsonify(status="ready", model=version, stories=stories)
+    refused = rec.holder.refused  # versions this worker found damaged and will not serve
+    return jsonify(status="ready", model=version, stories=stories,
+                   **({"refused": refused} if refused else {}))

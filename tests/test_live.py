@@ -109,27 +109,38 @@ def test_a_chunked_body_past_the_limit_is_a_json_413(live):
     conn.close()
 
 
-@pytest.mark.parametrize("threads,stalled", [(None, 4), (64, 50)])
+STALLERS = {
+    "idle": b"",
+    "partial head": b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+    "partial body": (b"POST /v1/related HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 1000\r\n\r\n{\"title\": \""),
+    "partial chunked body": (b"POST /v1/related HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                             b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"5\r\n{\"tit\r\n"),
+}
+
+
 def test_stalled_and_idle_connections_do_not_stop_the_service(seeds_catalog, seeds_models,
-                                                              tmp_path, threads, stalled):
+                                                              tmp_path):
     """Stock gthread stopped answering /healthz for 40 s behind 8 connections that sent half
-    a request, and for 25 s behind 50 idle ones. Now 50 idle connections cost no thread, and
-    a stalled request holds one for at most 3 s: with the default threads a few stalled
-    requests, with 64 a worker 50 of them, leave every ordinary request answered (a 10 s
-    client timeout: far beyond a normal answer, far short of what the stalls once cost)."""
+    a request, and for 25 s behind 50 idle ones. Now a request is gathered in the poller
+    until it is whole, so no kind of stalled connection holds a thread: with the default
+    threads, 50 of each kind leave every ordinary request answered (a 10 s client timeout:
+    far beyond a normal answer, far short of what the stalls once cost)."""
     import socket
 
     base, proc = start_server({"RECOMMENDER_CATALOG": str(seeds_catalog),
                                "RECOMMENDER_MODELS": str(seeds_models)},
-                              tmp_path / "serve.log", threads=threads)
+                              tmp_path / "serve.log")
     host, port = urlsplit(base).hostname, urlsplit(base).port
     held = []
     try:
-        for i in range(50 + stalled):
-            s = socket.create_connection((host, port), timeout=5)
-            if i < stalled:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-            held.append(s)
+        for payload in STALLERS.values():
+            for _ in range(50):
+                s = socket.create_connection((host, port), timeout=5)
+                if payload:
+                    s.sendall(payload)
+                held.append(s)
         time.sleep(1.0)  # every stalled connection has reached a worker
         related = "/v1/related?k=3&url=" + urllib.request.quote(SEED, safe="")
         for _ in range(20):
@@ -137,12 +148,46 @@ def test_stalled_and_idle_connections_do_not_stop_the_service(seeds_catalog, see
                 assert r.status == 200
             with urllib.request.urlopen(base + related, timeout=10) as r:
                 assert r.status == 200 and json.loads(r.read())["related"]
+            status, body = fetch(base, "/v1/related?k=3", {"title": "facial recognition"})
+            assert status == 200 and body["related"]
     finally:
         for s in held:
             s.close()
         stop_server(proc)
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log  # a dropped client is one line, not a socket-error trace
+
+
+FRAMING = {
+    "request line too long": (b"GET /v1/related?url=" + b"a" * 9000 + b" HTTP/1.1\r\n"
+                              b"Host: x\r\n\r\n", 414),
+    "too many headers": (b"GET /v1/model HTTP/1.1\r\n"
+                         + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n", 431),
+    "header too large": b"GET /v1/model HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n",
+    "not HTTP": (b"GARBAGE\r\n\r\n", 400),
+    "length and chunked": (b"POST /v1/related HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "bad chunk size": (b"POST /v1/related HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                       b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+}
+FRAMING["header too large"] = (FRAMING["header too large"], 431)
+
+
+def test_malformed_http_gets_a_json_4xx_not_an_html_page(live):
+    """Errors gunicorn finds before the application runs were its HTML pages."""
+    import socket
+
+    host, port = urlsplit(live[0]).hostname, urlsplit(live[0]).port
+    for name, (raw, code) in FRAMING.items():
+        with socket.create_connection((host, port), timeout=10) as s:
+            s.sendall(raw)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % code), (name, head)
+        assert b"content-type: application/json" in head.lower(), (name, head)
+        assert set(json.loads(body)) == {"error", "message"}, (name, body)
 
 
 def test_a_removed_story_leaves_every_answer_at_once(live):
@@ -297,3 +342,135 @@ def test_two_replicas_on_one_postgres_catalog_serve_what_either_imports(postgres
     finally:
         for _, proc in replicas:
             stop_server(proc)
+
+
+def _seed_urls() -> list[str]:
+    from recommender.frontmatter import parse_file
+
+    return [parse_file(p).item.urls["webUrl"] for p in sorted(SEEDS.iterdir())]
+
+
+def _cli_answers(urls: list[str], env: dict) -> dict[str, dict]:
+    """What `recommender recommend --json` says for each URL: the reference every answer of
+    the service is compared with."""
+    answers = {}
+    for url in urls:
+        result = run_cli("recommend", url, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        answers[url] = json.loads(result.stdout)
+    return answers
+
+
+class _Watcher:
+    """Asks the service for every URL, round and round, until stopped; keeps every answer."""
+
+    def __init__(self, base: str, urls: list[str]) -> None:
+        self.seen: list[tuple[str, int, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(base, urls), daemon=True)
+
+    def _run(self, base: str, urls: list[str]) -> None:
+        while not self._stop.is_set() and len(self.seen) < 20_000:
+            for url in urls:
+                status, body = fetch(base, "/v1/related?url=" + urllib.request.quote(url, ""))
+                self.seen.append((url, status, body))
+
+    def __enter__(self) -> _Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def check(self, expected: dict[str, dict[str, dict]]) -> None:
+        """Every answer a 200 equal to the reference for the model it names, or a 503."""
+        assert self.seen
+        for url, status, body in self.seen:
+            assert status in (200, 503), (status, body)
+            if status == 200:
+                assert body == expected[body["model"]][url], (url, body["model"])
+
+
+def _wait_for_model(base: str, version: str) -> None:
+    deadline = time.monotonic() + 30
+    while {fetch(base, "/v1/model")[1].get("version") for _ in range(8)} != {version}:
+        assert time.monotonic() < deadline, f"the service never served {version}"
+        time.sleep(0.1)
+
+
+def test_a_catalog_rebuilt_under_the_service_is_never_read_with_the_old_model(live, tmp_path):
+    """The model's rows name story ids of the catalog it was trained on. A catalog rebuilt
+    under the same name gives other ids: until a model of the new catalog is current, the
+    service says so (503), and never answers with the old model's rows mapped onto it."""
+    base, catalog, models = live
+    env = {"RECOMMENDER_CATALOG": str(catalog), "RECOMMENDER_MODELS": str(models)}
+    urls = _seed_urls()
+    old = fetch(base, "/v1/model")[1]["version"]
+    expected = {old: _cli_answers(urls, env)}
+    extra = tmp_path / "first.md"  # imported first, so that every seed gets another id
+    extra_url = "https://news.example/2020/facial-recognition-ban-vote"
+    extra.write_text('---\ntitle: "Council votes on a facial recognition ban"\n'
+                     'excerpt: "The city council votes on banning facial recognition."\n'
+                     f"publishedDateTime: 2020-03-01T10:00:00Z\nwebUrl: {extra_url}\n---\n")
+    with _Watcher(base, urls) as watcher:
+        time.sleep(0.5)
+        (tmp_path / "old").mkdir()
+        for part in tmp_path.glob("catalog.sqlite3*"):  # the catalog and its WAL files
+            part.rename(tmp_path / "old" / part.name)
+        assert run_cli("import", "-q", str(extra), env=env).returncode == 0
+        assert run_cli("import", "-q", *map(str, sorted(SEEDS.iterdir(), reverse=True)),
+                       env=env).returncode == 0
+        status, body = fetch(base, "/readyz")
+        assert status == 503 and "another catalog" in body["message"], body
+        status, body = fetch(base, "/v1/related?url=" + urllib.request.quote(urls[0], ""))
+        assert status == 503 and "another catalog" in body["message"], body
+        time.sleep(0.5)
+        trained = run_cli("train", "-q", "--param", "ranker__n_estimators=60", env=env)
+        assert trained.returncode == 0, trained.stderr
+        new = artifact.current_version(models)
+        _wait_for_model(base, new)
+        time.sleep(0.5)
+    expected[new] = _cli_answers(urls, env)
+    assert expected[new] != expected[old]  # the same stories, other ids: the test can fail
+    watcher.check(expected)
+    assert any(body.get("model") == new for _, _, body in watcher.seen)
+    status, body = fetch(base, "/v1/related?url=" + urllib.request.quote(extra_url, ""))
+    assert status == 200 and body["article"]["url"] == extra_url
+
+
+@pytest.mark.parametrize("damage", ["written through a memory map", "truncated"])
+def test_a_version_damaged_in_place_is_refused_before_it_is_read(live, tmp_path, damage):
+    """Damage to the served version's files after it was loaded and verified: every answer
+    comes from the newest sound version (or is a 503), never from the damaged one, never a
+    500; /readyz names the version actually served."""
+    import numpy as np
+
+    base, catalog, models = live
+    env = {"RECOMMENDER_CATALOG": str(catalog), "RECOMMENDER_MODELS": str(models)}
+    urls = _seed_urls()
+    older = artifact.current_version(models)
+    assert run_cli("train", "-q", "--param", "ranker__n_estimators=40", env=env).returncode == 0
+    newer = artifact.current_version(models)
+    _wait_for_model(base, newer)
+    expected = {newer: _cli_answers(urls, env)}
+    frozen = tmp_path / "older-models"  # the same older version, made current elsewhere
+    shutil.copytree(models, frozen, symlinks=True)
+    (frozen / "current").unlink()
+    os.symlink(older, frozen / "current")
+    expected[older] = _cli_answers(urls, {**env, "RECOMMENDER_MODELS": str(frozen)})
+    with _Watcher(base, urls) as watcher:
+        time.sleep(0.5)
+        target = models / newer / "top_rows.npy"
+        if damage == "truncated":
+            os.truncate(target, target.stat().st_size // 2)
+        else:
+            rows = np.load(target, mmap_mode="r+")
+            rows[:] = 2**30
+            rows.flush()
+            del rows
+        _wait_for_model(base, older)
+        time.sleep(0.5)
+    watcher.check(expected)
+    status, body = fetch(base, "/readyz")
+    assert status == 200 and body["model"] == older, body
