@@ -5,7 +5,8 @@
 Builds a synthetic catalog (bench/synthetic.py), imports and trains it, starts `recommender
 serve` with 2 workers on 127.0.0.1, then drives each endpoint with a closed-loop load of
 keep-alive clients (2 processes × --threads) for a fixed time: /healthz and GET /v1/related
-by URL variants (AMP, cache, tracking tags) in alternating slices, then POST /v1/related with
+by URL variants (AMP, cache, tracking tags; --filter-share of them with filters) in
+alternating slices, then POST /v1/related with
 new articles. The catalog and model are read once first so no phase measures the disk.
 With --retrain, a retrain runs during a GET phase, and the report counts failed requests and
 versions served.
@@ -163,6 +164,21 @@ def wait_ready(port: int, timeout: float = 120) -> None:
     raise RuntimeError("server did not become ready")
 
 
+def _filters(corpus, i: int, rng: random.Random) -> str:
+    """Filters as a news site would send them: a week around a story, one provider, a later
+    period (which the precomputed top 100 may hold few of: ranked again on the fly), or the
+    second page."""
+    day = corpus.dates[i].astype("datetime64[D]")
+    kind = rng.randrange(4)
+    if kind == 0:
+        return f"&since={day - 3}&until={day + 3}"
+    if kind == 1:
+        return "&provider=" + corpus.provider_domain(int(corpus.providers[i]))
+    if kind == 2:
+        return f"&since={day + 180}"
+    return "&offset=10"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stories", type=int, default=20000)
@@ -172,6 +188,9 @@ def main() -> None:
                     help="threads per server worker (default: `recommender serve`'s)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--retrain", action="store_true", help="retrain during a GET phase")
+    ap.add_argument("--filter-share", type=float, default=0.2,
+                    help="share of GET requests with filters (a date window, a provider, a "
+                         "later period, a second page), default 0.2")
     ap.add_argument("--workdir", type=Path,
                     help="keep the catalog and model here; a later run with the same "
                          "--workdir and --stories reuses them (default: a temporary folder)")
@@ -201,13 +220,14 @@ def main() -> None:
             built.write_text(json.dumps(report))
 
         rng = random.Random(0)
-        urls = []
+        gets = []
         for i in rng.sample(range(args.stories), min(5000, args.stories)):
             url = corpus.url(i)
-            urls.append(rng.choice([url, url + "/amp", url + "?utm_source=x&fbclid=y",
-                                    url.replace("https://www.", "http://")]))
-        gets = [("GET", "/v1/related?k=10&url=" + urllib.parse.quote(u, safe=""), None)
-                for u in urls]
+            url = rng.choice([url, url + "/amp", url + "?utm_source=x&fbclid=y",
+                              url.replace("https://www.", "http://")])
+            filters = _filters(corpus, i, rng) if rng.random() < args.filter_share else ""
+            gets.append(("GET", "/v1/related?k=10&url=" + urllib.parse.quote(url, safe="")
+                         + filters, None))
         posts = [("POST", "/v1/related?k=10", json.dumps({
             "title": corpus.titles[i], "excerpt": corpus.excerpts[i],
             "publishedDateTime": str(corpus.dates[i]) + "Z"}).encode())

@@ -131,16 +131,42 @@ def publish(models_dir: Path, model: RelatedModel, top_rows: np.ndarray,
             os.rename(tmp, final)
             _fsync(models_dir)
             load(models_dir, version)  # verify what landed before anyone can be pointed at it
-            link = models_dir / f".{CURRENT}-{os.getpid()}"
-            link.unlink(missing_ok=True)
-            os.symlink(version, link)
-            os.replace(link, models_dir / CURRENT)
-            _fsync(models_dir)
+            _point_current(models_dir, version)
             prune(models_dir)
         return manifest
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _point_current(models_dir: Path, version: str) -> None:
+    """`current` → `version`, in one atomic rename (a reader sees the old or the new)."""
+    link = models_dir / f".{CURRENT}-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(version, link)
+    os.replace(link, models_dir / CURRENT)
+    _fsync(models_dir)
+
+
+def rollback(models_dir: Path, version: str | None = None) -> str:
+    """Make `version` current (default: the newest version older than the current one),
+    once it verifies; → the version now current. Serving workers switch on their next
+    request, as after a train."""
+    models_dir = Path(models_dir)
+    with _lock(models_dir):
+        known = versions(models_dir)
+        current = current_version(models_dir)
+        if version is None:
+            older = [v for v in known if current is None or v < current]
+            if not older:
+                raise ArtifactError(f"no version older than {current} in {models_dir}")
+            version = older[-1]
+        elif version not in known:
+            raise ArtifactError(f"no version {version} in {models_dir} (versions: "
+                                f"{', '.join(known) or 'none'})")
+        load(models_dir, version)  # refuse a damaged version before pointing at it
+        _point_current(models_dir, version)
+    return version
 
 
 def _remove_abandoned(models_dir: Path) -> None:

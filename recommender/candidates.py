@@ -193,7 +193,8 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, n_date: int,
              n_graph: int, n_voters: int, query_terms: int, max_postings: int | None,
-             recent_days: float, undated_gap_days: float, date_vote_days: float) -> Pairs:
+             recent_days: float, undated_gap_days: float, date_vote_days: float,
+             allowed: np.ndarray | None = None) -> Pairs:
     """Candidates and their evidence for every query of the batch; O(postings), not O(N).
     The sizes and limits are RelatedModel's parameters (its defaults are the only ones).
     Only the named `features` are computed, in that order: a served request pays for the
@@ -203,12 +204,22 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     `max_postings` stories, which bounds a query's search cost whatever the catalog's size;
     the pair evidence uses every term. A text score is halved at `recent_days` apart (an
     undated story counts as `undated_gap_days` away), and a date neighbour's list votes with
-    weight exp(-gap / `date_vote_days`)."""
+    weight exp(-gap / `date_vote_days`).
+
+    With `allowed` (a bool per catalog row: a filter on date, provider, ...), candidates are
+    drawn from the allowed rows only, each source searching past the rows it would
+    otherwise stop at: every query term is searched, the nearest allowed dates are taken
+    however far, and votes go to allowed rows. Voters are still the query's own neighbours:
+    who voted does not depend on the filter, only whom for. Used when a filter leaves the
+    precomputed ranking short, so the evidence of a pair is the same as without it."""
     b, n = q.full.shape[0], len(index)
     own = q.rows >= 0
     too_common = (index.doc_freq > max_postings
                   if max_postings is not None and max_postings < n else None)
-    search = (_prune(q.full, query_terms, too_common) @ index.full_t).tocsr()
+    if allowed is not None:
+        search = (q.full @ index.full_t).tocsr()
+    else:
+        search = (_prune(q.full, query_terms, too_common) @ index.full_t).tocsr()
     # A story is never its own candidate.
     self_hits = own[np.repeat(np.arange(b), np.diff(search.indptr))] & (
         search.indices == np.repeat(q.rows, np.diff(search.indptr)))
@@ -219,9 +230,17 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     recent_score = search.data / (1.0 + np.nan_to_num(hit_gap, nan=undated_gap_days)
                                   / recent_days)
 
-    text_cols = _sparse_top(search, n_text)
-    recent_cols = _sparse_top(search, n_date, recent_score)
-    date_cols, _ = _nearest_in_time(index.sorted_times, index.by_time, q.times, n_date)
+    if allowed is None:
+        text_cols = _sparse_top(search, n_text)
+        recent_cols = _sparse_top(search, n_date, recent_score)
+        date_cols, _ = _nearest_in_time(index.sorted_times, index.by_time, q.times, n_date)
+    else:
+        ok = allowed[search.indices]
+        text_cols = _sparse_top(search, n_text, np.where(ok, search.data, 0))
+        recent_cols = _sparse_top(search, n_date, np.where(ok, recent_score, 0))
+        dated = allowed[index.by_time]
+        date_cols, _ = _nearest_in_time(index.sorted_times[dated], index.by_time[dated],
+                                        q.times, n_date)
     date_cols = np.where(date_cols == q.rows[:, None], -1, date_cols)
     # Voters: the query's nearest stories (by text, by date) that have curated lists.
     listed = index.has_list[search.indices]
@@ -238,13 +257,16 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     votes = (votes_text + votes_date).tocsr()
     vote_rows = np.repeat(np.arange(b), np.diff(votes.indptr))
     votes.data[own[vote_rows] & (votes.indices == q.rows[vote_rows])] = 0
-    graph_cols = _sparse_top(votes, n_graph)
+    graph_cols = _sparse_top(votes, n_graph, None if allowed is None
+                             else np.where(allowed[votes.indices], votes.data, 0))
 
     cols = np.concatenate([text_cols, recent_cols, date_cols, graph_cols], axis=1)
     cols.sort(axis=1)
     dup = np.zeros_like(cols, dtype=bool)
     dup[:, 1:] = cols[:, 1:] == cols[:, :-1]
     keep = (cols >= 0) & ~dup & (cols != q.rows[:, None])
+    if allowed is not None:
+        keep &= allowed[np.maximum(cols, 0)]
     query = np.repeat(np.arange(b), cols.shape[1])[keep.ravel()]
     cand = cols[keep]
     return Pairs(query=query, candidate=cand,

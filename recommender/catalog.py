@@ -452,6 +452,13 @@ class Catalog:
             " ORDER BY published DESC NULLS LAST, id LIMIT ?", [f"%{w}%" for w in words] + [limit])
         return [Story.from_row(r) for r in rows]
 
+    def ids_of_provider(self, provider: str) -> list[int]:
+        """Stories whose provider name or domain is `provider` (case-insensitive)."""
+        provider = provider.lower()
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM stories WHERE lower(provider_name) = ? OR lower(provider_domain) = ?"
+            " ORDER BY id", (provider, provider))]
+
     def curated(self, story_id: int) -> list[int]:
         """The story's curated related list, in the editor's order."""
         return [r[0] for r in self.db.execute(

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__, database, settings
 from .artifact import ArtifactError
 from .catalog import Catalog, CatalogError
+from .frontmatter import BadFile
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -35,6 +36,10 @@ def _err(message: str) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from .importer import import_paths
 
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:  # before the catalog is opened, so that a typo creates no empty catalog
+        _err(f"error: no such file or folder: {missing[0]}")
+        return 2
     progress = not args.quiet and sys.stderr.isatty()
     with Catalog(settings.catalog_location(args.catalog)) as catalog:
         try:
@@ -125,20 +130,76 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from .recommend import Filters, NotFound, Recommender
 
-    rec = Recommender(settings.catalog_location(args.catalog), settings.models_dir(args.models))
+    if bool(args.url) == bool(args.title):
+        _err("error: give a URL, or --title (and --excerpt) for a new article")
+        return 2
+    text = {"k": str(args.k), "offset": str(args.offset), "since": args.since,
+            "until": args.until, "provider": args.provider, "curated": args.curated,
+            "dedupe": "false" if args.no_dedupe else "true"}
     try:
-        answer = rec.by_url(args.url, Filters(k=args.k, dedupe=not args.no_dedupe))
-    except (NotFound, ValueError) as exc:
+        filters = Filters.parse(text.get, lambda name: args.exclude if name == "exclude" else [])
+        rec = Recommender(settings.catalog_location(args.catalog),
+                          settings.models_dir(args.models))
+        if args.url:
+            answer = rec.by_url(args.url, filters)
+        else:
+            answer = rec.for_article(args.title, args.excerpt or "", args.published, None,
+                                     filters, provider=args.article_provider,
+                                     topics=args.topic)
+    except (NotFound, ValueError, BadFile) as exc:
         _err(f"error: {exc}")
         return 1
     if args.json:
         print(json.dumps(answer.payload(), indent=2))
         return 0
-    print(f"{answer.article['title']}  ({answer.article['url']})")
-    for i, r in enumerate(answer.related, 1):
+    print(f"{answer.article['title']}  ({answer.article['url'] or 'new article'})")
+    for i, r in enumerate(answer.related, answer.offset + 1):
         s = r.story
-        print(f"{i:>3}. {r.score:.3f}  {(s.published or '')[:10]:<10}  "
-              f"{(s.provider_name or '-')[:24]:<24}  {s.title}")
+        score = "pick " if r.score is None else f"{r.score:.3f}"
+        print(f"{i:>3}. {score}  {(s.published or '')[:10]:<10}  "
+              f"{(s.provider_name or '-')[:24]:<24}  {s.title}\n"
+              f"     {s.url}\n     {'; '.join(r.reasons)}")
+    if answer.next_offset is not None:
+        print(f"more: --offset {answer.next_offset}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import artifact
+
+    models = settings.models_dir(args.models)
+    current = artifact.current_version(models)
+    rows = []
+    for version in reversed(artifact.versions(models)):
+        try:
+            m = artifact.read_manifest(models, version)
+        except ArtifactError as exc:
+            rows.append({"version": version, "current": version == current, "error": str(exc)})
+            continue
+        rows.append({"version": version, "current": version == current,
+                     "created": m.get("created"), "stories": m.get("counts", {}).get("stories"),
+                     "curated_lists": m.get("counts", {}).get("curated_lists"),
+                     "candidate_recall": m.get("training", {}).get("candidate_recall")})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no versions in {models} (run `recommender train`)")
+    for row in [] if args.json else rows:
+        mark = "*" if row["current"] else " "
+        detail = row.get("error") or (
+            f"created {row['created']}, {row['stories']} stories, {row['curated_lists']} "
+            f"curated lists, candidate recall {row['candidate_recall']}")
+        print(f"{mark} {row['version']}  {detail}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from . import artifact
+
+    models = settings.models_dir(args.models)
+    before = artifact.current_version(models)
+    now = artifact.rollback(models, args.version)
+    print(f"current: {now} (was {before}) in {models}")
     return 0
 
 
@@ -165,11 +226,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from service.server import serve
 
-    if args.catalog:
-        os.environ["RECOMMENDER_CATALOG"] = args.catalog
-    if args.models:
-        os.environ["RECOMMENDER_MODELS"] = args.models
-    serve(args.host, args.port, args.workers, args.threads)
+    for name in ("catalog", "models"):  # the app reads them as any deployment would
+        if getattr(args, name):
+            os.environ[settings.SETTINGS[name].env] = getattr(args, name)
+    serve({name: getattr(args, name) for name in ("host", "port", "workers", "threads")})
     return 0
 
 
@@ -224,18 +284,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("recommend", help="related stories for a story's URL",
+    p = sub.add_parser("recommend", help="related stories for a URL or a new article",
                        description="Print the ranked related stories for any URL variant of a "
-                       "catalog story (web, original, AMP, AMP cache, with tracking tags).")
-    p.add_argument("url", metavar="URL")
-    p.add_argument("-k", type=int, default=10, choices=range(1, 101), metavar="K",
-                   help="how many (1..100, default 10)")
+                       "catalog story (web, original, AMP, AMP cache, with tracking tags), or "
+                       "for a new article given by --title and --excerpt; with each story its "
+                       "URL and the reasons it was chosen. The filters are the API's.")
+    p.add_argument("url", metavar="URL", nargs="?", help="a catalog story's URL")
+    p.add_argument("--title", help="a new article's title (instead of a URL)")
+    p.add_argument("--excerpt", help="the new article's excerpt")
+    p.add_argument("--published", metavar="DATE", help="the new article's ISO date")
+    p.add_argument("--article-provider", metavar="NAME", help="the new article's provider")
+    p.add_argument("--topic", action="append", default=[], help="a topic of the new article "
+                   "(repeatable)")
+    p.add_argument("-k", type=int, default=10, help="how many (1..100, default 10)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
+    p.add_argument("--since", metavar="DATE", help="only stories published on or after DATE")
+    p.add_argument("--until", metavar="DATE", help="only stories published on or before DATE")
+    p.add_argument("--provider", help="only stories from this provider (name or domain)")
+    p.add_argument("--exclude", action="append", default=[], metavar="URL",
+                   help="leave this story out (repeatable)")
+    p.add_argument("--curated", choices=("first", "model"), default="first",
+                   help="first: the story's curated list first (default); model: the model's "
+                   "ranking alone")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-dedupe", action="store_true",
                    help="keep syndicated copies (same title from several providers)")
     _catalog_flag(p)
     _models_flag(p)
     p.set_defaults(handler=cmd_recommend)
+
+    p = sub.add_parser("models", help="list the model versions",
+                       description="List the model versions, newest first, the current one "
+                       "marked with *: when each was created, on how many stories and lists.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _models_flag(p)
+    p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("rollback", help="make an earlier model version current",
+                       description="Switch `current` atomically to VERSION (default: the "
+                       "newest version older than the current one), once it verifies. Serving "
+                       "workers switch on their next request.")
+    p.add_argument("version", nargs="?", metavar="VERSION")
+    _models_flag(p)
+    p.set_defaults(handler=cmd_rollback)
 
     p = sub.add_parser("evaluate", help="recall against the curated lists, vs a TF-IDF baseline",
                        description="Hold out the newest curated lists as cold test queries, "
@@ -258,12 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the JSON API (/v1/related, /v1/model, /healthz, "
                        "/readyz, /openapi.json) under gunicorn. Workers pick up a new "
                        "`recommender train` without a restart.")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=4,
-                   help="threads per worker (default 4; requests are read in the worker's "
-                   "poller, so a slow or idle client holds none)")
+    for name in ("host", "port", "workers", "threads"):
+        setting = settings.SETTINGS[name]
+        p.add_argument(setting.flag, type=type(setting.default), metavar=name.upper(),
+                       help=f"{setting.help} (env {setting.env}; default {setting.default})")
     _catalog_flag(p)
     _models_flag(p)
     p.set_defaults(handler=cmd_serve)
@@ -275,9 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (CatalogError, ArtifactError) as exc:
+    except (CatalogError, ArtifactError, settings.SettingError) as exc:
         _err(f"error: {exc}")
         return 1
+    except BrokenPipeError:  # `recommender stats | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ValueError as exc:  # what a model or the protocol refuses: a parameter, a fraction
         if args.command not in ("train", "evaluate"):
             raise

@@ -25,10 +25,11 @@ from pathlib import Path
 
 from . import artifact
 from .artifact import Artifact, ArtifactError
+from .settings import SETTINGS
 
 log = logging.getLogger(__name__)
 
-REVERIFY_SECONDS = 300.0
+REVERIFY_SECONDS: float = SETTINGS["reverify_seconds"].default
 
 
 def _stamp(art: Artifact) -> tuple:

@@ -62,6 +62,15 @@ def _joined(parts: list[Ranking], k: int) -> Ranking:
                    np.concatenate([p.scores for p in parts]))
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenated index ranges [start, start + length) of each pair."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    return offsets + np.arange(total)
+
+
 def top_k(query: np.ndarray, cand: np.ndarray, scores: np.ndarray, n_queries: int,
           k: int) -> Ranking:
     """Best k candidates per query; ties broken by catalog row, so output is deterministic."""
@@ -223,12 +232,12 @@ class RelatedModel(BaseEstimator):
 
     # -- ranking --------------------------------------------------------------------------
 
-    def _generate(self, index: Index, queries: Queries):
+    def _generate(self, index: Index, queries: Queries, allowed: np.ndarray | None = None):
         return generate(index, queries, features=self.features, n_text=self.n_text,
                         n_date=self.n_date, n_graph=self.n_graph, n_voters=self.n_voters,
                         query_terms=self.query_terms, max_postings=self.max_postings,
                         recent_days=self.recent_days, undated_gap_days=self.undated_gap_days,
-                        date_vote_days=self.date_vote_days)
+                        date_vote_days=self.date_vote_days, allowed=allowed)
 
     @staticmethod
     def _strip(queries: Queries, bare: np.ndarray) -> None:
@@ -243,8 +252,9 @@ class RelatedModel(BaseEstimator):
         return Queries(full=index.full[rows], title=index.title[rows], times=index.times[rows],
                        providers=index.providers[rows], topics=index.topics[rows], rows=rows)
 
-    def _rank(self, index: Index, queries: Queries, k: int) -> Ranking:
-        pairs = self._generate(index, queries)
+    def _rank(self, index: Index, queries: Queries, k: int,
+              allowed: np.ndarray | None = None) -> Ranking:
+        pairs = self._generate(index, queries, allowed)
         scores = self.ranker_.score_pairs(pairs.features)
         return top_k(pairs.query, pairs.candidate, scores, queries.full.shape[0], k)
 
@@ -288,8 +298,51 @@ class RelatedModel(BaseEstimator):
             topics=_topic_matrix([list(topics)], self.topic_vocab_),
             rows=np.array([-1]))
 
-    def rank_queries(self, queries: Queries, k: int = 10) -> Ranking:
-        return self._rank(self.index_, queries, k)
+    def rank_queries(self, queries: Queries, k: int = 10,
+                     allowed: np.ndarray | None = None) -> Ranking:
+        """Top k for a batch of queries; with `allowed` (a bool per catalog row), among the
+        allowed rows only (`candidates.generate` says how)."""
+        return self._rank(self.index_, queries, k, allowed)
+
+    def query_of_row(self, row: int) -> Queries:
+        """A catalog row as a query, with everything the catalog knows of it."""
+        check_is_fitted(self, "ranker_")
+        return self._queries(self.index_, np.array([row], dtype=np.int64))
+
+    def listed_beside(self, query: tuple[np.ndarray, np.ndarray], own: int,
+                      rows: Sequence[int | None]) -> dict[int, int]:
+        """For each candidate row (by position in `rows`), the row of the story most like
+        the query (its TF-IDF row as (columns, weights)), whose curated list holds the
+        candidate, the query's own row `own` aside: the graph evidence of a pair, in a form
+        an editor can read. One vectorised pass over every candidate's listers."""
+        check_is_fitted(self, "ranker_")
+        gt, full = self.index_.graph_t, self.index_.full
+        known = [(i, r) for i, r in enumerate(rows) if r is not None]
+        if not known or len(query[0]) == 0:
+            return {}
+        pos, cand = np.array([i for i, _ in known]), np.array([r for _, r in known])
+        counts = gt.indptr[cand + 1] - gt.indptr[cand]
+        listers = gt.indices[_ranges(gt.indptr[cand], counts)]
+        owner = np.repeat(pos, counts)
+        keep = listers != own
+        listers, owner = listers[keep], owner[keep]
+        if len(listers) == 0:
+            return {}
+        lengths = full.indptr[listers + 1] - full.indptr[listers]
+        at = _ranges(full.indptr[listers], lengths)
+        cols, order = query[0], np.argsort(query[0])
+        j = np.clip(np.searchsorted(cols[order], full.indices[at]), 0, len(cols) - 1)
+        hit = cols[order][j] == full.indices[at]
+        products = np.where(hit, full.data[at] * query[1][order][j], 0.0)
+        sims = np.bincount(np.repeat(np.arange(len(listers)), lengths), products,
+                           minlength=len(listers))
+        found: dict[int, int] = {}
+        best: dict[int, float] = {}
+        for lister, who, sim in zip(listers.tolist(), owner.tolist(), sims.tolist(),
+                                    strict=True):
+            if sim > best.get(who, 0.0) or (sim == best.get(who) and lister < found[who]):
+                best[who], found[who] = sim, lister
+        return found
 
     def rank_new(self, title: str, excerpt: str, published_days: float | None = None,
                  provider: str | None = None, topics: Sequence[str] = (),

@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -26,10 +27,12 @@ import numpy as np
 
 from . import database
 from .artifact import Artifact, ArtifactError
-from .candidates import DAY
+from .candidates import DAY, Queries
 from .catalog import Catalog, CatalogError, Story
+from .collapse import same_announcement, title_key
 from .frontmatter import iso_utc
-from .holder import ModelHolder
+from .holder import REVERIFY_SECONDS, ModelHolder
+from .settings import SETTINGS
 from .urls import InvalidURL, canonical_url, is_web_url
 
 log = logging.getLogger(__name__)
@@ -41,47 +44,84 @@ class NotFound(LookupError):
     """The catalog holds no story for the URL."""
 
 
-_K = re.compile(r"[0-9]{1,3}")  # ASCII digits only: '²'.isdigit() is true, int('²') fails
+_NUMBER = re.compile(r"[0-9]{1,3}")  # ASCII digits only: '²'.isdigit() is true, int('²') fails
 _BOOLEAN = {"true": True, "1": True, "false": False, "0": False}
+CURATED_MODES = ("first", "model")
 
 
-@dataclass
+def _whole_number(get, name: str, default: str, low: int, high: int) -> int:
+    raw = (get(name) or default).strip()
+    if not _NUMBER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
 class Filters:
+    """What a request asks for besides the article. `since` and `until` are normalised ISO
+    times (a bare `until` date means the whole day); `offset` pages through the ranking,
+    whose depth is MAX_K."""
+
     k: int = 10
-    since: str | None = None  # ISO date or datetime, inclusive
-    until: str | None = None
+    offset: int = 0
+    since: str | None = None  # inclusive
+    until: str | None = None  # inclusive
     exclude: tuple[str, ...] = ()  # URLs (any variant)
     provider: str | None = None  # provider name or domain, case-insensitive
     dedupe: bool = True
+    curated: str = "first"  # "first": the editor's list, then the model's; "model": the model's
 
     @classmethod
     def parse(cls, get, getlist=lambda name: [], dedupe_default: str = "true") -> Filters:
         """Filters from text parameters (a query string, a form, command-line flags): the one
         place they are checked, for the API, the pages and the CLI; ValueError names the
         parameter."""
-        raw_k = (get("k") or "10").strip()
-        if not _K.fullmatch(raw_k) or not 1 <= int(raw_k) <= MAX_K:
-            raise ValueError(f"k must be an integer from 1 to {MAX_K}")
+        k = _whole_number(get, "k", "10", 1, MAX_K)
+        offset = _whole_number(get, "offset", "0", 0, MAX_K - 1)
+        if offset + k > MAX_K:
+            raise ValueError(f"offset + k must not exceed {MAX_K}, the depth of a ranking")
         dates = {}
         for name in ("since", "until"):
             value = (get(name) or "").strip()
             dates[name] = iso_utc(value, name) if value else None
+            if name == "until" and dates[name] and len(value) <= 10:  # a bare date: all of it
+                dates[name] = dates[name][:10] + "T23:59:59Z"
         if dates["since"] and dates["until"] and dates["since"] > dates["until"]:
             raise ValueError("since must not be later than until")
         dedupe = (get("dedupe") or dedupe_default).lower()
         if dedupe not in _BOOLEAN:
             raise ValueError("dedupe must be true or false")
-        return cls(k=int(raw_k), since=(get("since") or "").strip() or None,
-                   until=(get("until") or "").strip() or None,
-                   exclude=tuple(getlist("exclude")), provider=get("provider") or None,
-                   dedupe=_BOOLEAN[dedupe])
+        curated = (get("curated") or "first").lower()
+        if curated not in CURATED_MODES:
+            raise ValueError("curated must be first or model")
+        return cls(k=k, offset=offset, since=dates["since"], until=dates["until"],
+                   exclude=tuple(sorted(set(getlist("exclude")))),
+                   provider=(get("provider") or "").strip().lower() or None,
+                   dedupe=_BOOLEAN[dedupe], curated=curated)
+
+    @property
+    def narrowing(self) -> bool:
+        """Whether the filters select a subset of the catalog that a ranking of the whole
+        may hold too few of."""
+        return bool(self.since or self.until or self.provider)
+
+    def admits(self, story: Story) -> bool:
+        if self.since and (not story.published or story.published < self.since):
+            return False
+        if self.until and (not story.published or story.published > self.until):
+            return False
+        return not self.provider or self.provider in ((story.provider_name or "").lower(),
+                                                      (story.provider_domain or "").lower())
 
 
 @dataclass
 class Related:
     story: Story
-    score: float
+    score: float | None  # None: a curated story the model did not rank
     reasons: list[str] = field(default_factory=list)
+    days_apart: float | None = None  # published after (+) or before (-) the article
+    curated: bool = False
+    also: list[Story] = field(default_factory=list)  # the same announcement, collapsed here
 
 
 @dataclass
@@ -89,11 +129,13 @@ class Answer:
     article: dict
     related: list[Related]
     model: str
+    offset: int = 0
+    next_offset: int | None = None
 
     def payload(self) -> dict:
         """The JSON body of the answer."""
         return {"article": self.article, "related": [related_view(r) for r in self.related],
-                "model": self.model}
+                "model": self.model, "offset": self.offset, "next_offset": self.next_offset}
 
 
 class AnswerCache:
@@ -151,24 +193,44 @@ def _checked_key(url: str) -> str:
         raise ValueError(f"url: {exc}") from None
 
 
+class Query:
+    """The article asked about: its TF-IDF row at once (reasons need it), the model's
+    `Queries` only when a ranking must be computed (a GET answered from the precomputed
+    top 100 never builds one)."""
+
+    def __init__(self, vec: tuple[np.ndarray, np.ndarray], row: int,
+                 build: Callable[[], Queries]) -> None:
+        self.vec, self.row = vec, row  # row: the model's, -1 for an article it has none for
+        self._build, self._queries = build, None
+
+    @classmethod
+    def new(cls, queries: Queries) -> Query:
+        query = cls(csr_row(queries.full, 0), -1, lambda: queries)
+        query._queries = queries
+        return query
+
+    def queries(self) -> Queries:
+        if self._queries is None:
+            self._queries = self._build()
+        return self._queries
+
+
 def _catalog_id(art: Artifact) -> str | None:
     """The identity of the catalog a version was trained on (None before catalogs had one)."""
     return art.manifest.get("catalog", {}).get("id")
 
 
-def _title_key(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
-
-
 class Recommender:
     """Answers requests from one catalog and one models directory; safe to share by threads."""
 
-    def __init__(self, catalog_location: str, models_dir: Path) -> None:
+    def __init__(self, catalog_location: str, models_dir: Path,
+                 cache_size: int = SETTINGS["answer_cache"].default,
+                 reverify_seconds: float = REVERIFY_SECONDS) -> None:
         self.catalog_location = catalog_location
         self.models_dir = Path(models_dir)
-        self.holder = ModelHolder(self.models_dir)
+        self.holder = ModelHolder(self.models_dir, reverify_seconds)
         self._local = threading.local()
-        self.cache = AnswerCache()
+        self.cache = AnswerCache(cache_size)
         self.holder.follow_now()  # a worker loads its model before its first request
 
     # -- state ----------------------------------------------------------------------------
@@ -226,9 +288,7 @@ class Recommender:
         key = _checked_key(url)
         art, seq = self._matched()  # once: the cache key and the answer name the same model
         generation = (art.version, _catalog_id(art), seq)
-        cache_key = (key, filters.k, filters.since, filters.until,
-                     tuple(sorted(filters.exclude)), (filters.provider or "").lower(),
-                     filters.dedupe)
+        cache_key = (key, filters)
         body = self.cache.get(generation, cache_key)
         if body is None:
             body = json.dumps(self._guarded(lambda a: self._by_url(a, url, filters),
@@ -248,102 +308,168 @@ class Recommender:
         row = art.row_of(story_id)
         model = art.model
         if row is not None:
-            rows = np.asarray(art.top_rows[row])
-            scores = np.asarray(art.top_scores[row])
-            query_vec = csr_row(model.index_.full, row)
+            query = Query(csr_row(model.index_.full, row), row,
+                          lambda: model.query_of_row(row))
+            ranking = (np.asarray(art.top_rows[row]), np.asarray(art.top_scores[row]))
         else:  # imported after the last train: score it as a new article
-            query = model.new_query(story.title, story.excerpt, _days(story.published),
-                                    story.provider_name, story.topics)
-            ranking = model.rank_queries(query, k=MAX_K)
-            rows, scores = ranking.rows[0], ranking.scores[0]
-            query_vec = csr_row(query.full, 0)
-        curated = set(self.catalog.curated(story_id))
-        related = self._select(art, rows, scores, filters, query_vec, story, curated,
-                               skip={story_id})
-        return Answer(article=story_view(story), related=related, model=art.version)
+            query = Query.new(model.new_query(story.title, story.excerpt,
+                                              _days(story.published), story.provider_name,
+                                              story.topics))
+            ranking = None
+        curated = self.catalog.curated(story_id)
+        return self._answer(art, query, ranking, filters, story, curated, skip={story_id},
+                            article=story_view(story))
 
     def for_article(self, title: str, excerpt: str, published: str | None, url: str | None,
-                    filters: Filters) -> Answer:
+                    filters: Filters, provider: str | None = None,
+                    topics: Sequence[str] = ()) -> Answer:
         published_iso = iso_utc(published) if published else None
-        return self._guarded(lambda a: self._for_article(a, title, excerpt, published_iso, url,
-                                                         filters), self.artifact)
-
-    def _for_article(self, art: Artifact, title: str, excerpt: str, published_iso: str | None,
-                     url: str | None, filters: Filters) -> Answer:
-        model = art.model
-        query = model.new_query(title, excerpt, _days(published_iso))
-        ranking = model.rank_queries(query, k=MAX_K)
-        skip = set()
-        if url:
-            known = self.catalog.story_id_for(url)
-            if known is not None:
-                skip.add(known)
-        query_vec = csr_row(query.full, 0)
-        related = self._select(art, ranking.rows[0], ranking.scores[0], filters, query_vec,
-                               None, set(), skip=skip)
-        article = {"url": url, "title": title, "excerpt": excerpt, "provider": None,
+        article = {"url": url, "title": title, "excerpt": excerpt, "provider": provider,
                    "publishedDateTime": published_iso, "image": None}
-        return Answer(article=article, related=related, model=art.version)
 
-    def _select(self, art: Artifact, rows: np.ndarray, scores: np.ndarray, f: Filters,
-                query_vec, query: Story | None, curated: set[int],
-                skip: set[int]) -> list[Related]:
+        def answer(art: Artifact) -> Answer:
+            query = Query.new(art.model.new_query(title, excerpt, _days(published_iso),
+                                                  provider, topics))
+            known = self.catalog.story_id_for(url) if url else None
+            pseudo = Story(id=-1, key="", url=url or "", urls={}, title=title, excerpt=excerpt,
+                           published=published_iso, provider_name=provider,
+                           provider_domain=None, topics=list(topics), image=None,
+                           quality=None, heat=None, type=None, has_file=False,
+                           file_rank=None, changed_seq=0)
+            return self._answer(art, query, None, filters, pseudo, [],
+                                skip={known} - {None}, article=article)
+
+        return self._guarded(answer, self.artifact)
+
+    def _answer(self, art: Artifact, query: Query, ranking: tuple | None, f: Filters,
+                story: Story, curated: list[int], skip: set[int], article: dict) -> Answer:
+        """The page of related stories: the editor's curated picks first (when asked), then
+        the model's ranking; filtered, de-duplicated, paged. When the filters leave the
+        ranking short of the page, the model ranks again among the stories they admit."""
+        model = art.model
+        if ranking is None:
+            ranked = model.rank_queries(query.queries(), k=MAX_K)
+            ranking = (ranked.rows[0], ranked.scores[0])
+        excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
+        skip = skip | excluded
+        page, more = self._page(art, ranking, f, story, query, curated, skip)
+        if f.narrowing and not more and len(page) < f.k:
+            allowed = self._allowed(art, f, skip)
+            ranked = model.rank_queries(query.queries(), k=MAX_K, allowed=allowed)
+            page, more = self._page(art, (ranked.rows[0], ranked.scores[0]), f, story, query,
+                                    curated, skip)
+        return Answer(article=article, related=page, model=art.version, offset=f.offset,
+                      next_offset=f.offset + len(page) if more else None)
+
+    def _allowed(self, art: Artifact, f: Filters, skip: set[int]) -> np.ndarray:
+        """The model's rows the filters admit (the catalog decides the provider: a name or a
+        domain, as stored)."""
+        index = art.model.index_
+        allowed = np.ones(len(index), dtype=bool)
+        with np.errstate(invalid="ignore"):  # an undated story is admitted by no date filter
+            if f.since:
+                allowed &= index.times >= _days(f.since)
+            if f.until:
+                allowed &= index.times <= _days(f.until)
+        if f.provider:
+            allowed &= np.isin(art.model.ids_, self.catalog.ids_of_provider(f.provider))
+        allowed[[r for r in map(art.row_of, skip) if r is not None]] = False
+        return allowed
+
+    def _page(self, art: Artifact, ranking: tuple, f: Filters, story: Story, query: Query,
+              curated: list[int], skip: set[int]) -> tuple[list[Related], bool]:
+        """Stories `offset` to `offset + k` of the answer, and whether more follow."""
+        rows, scores = ranking
         valid = rows >= 0
         rows, scores = rows[valid], scores[valid]
         ids = art.model.ids_[rows].tolist()  # one gather, not one per row
-        excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
-        since = iso_utc(f.since, "since") if f.since else None
-        until = iso_utc(f.until, "until") if f.until else None
-        if until and len(f.until or "") <= 10:  # a bare date means the whole day
-            until = until[:10] + "T23:59:59Z"
-        provider = (f.provider or "").lower()
-        seen_titles: set[str] = set()
-        out: list[Related] = []
+        score_of = dict(zip(ids, scores.tolist(), strict=True))
+        listed = set(curated)
+        first = curated if f.curated == "first" else []
+        order = first + [i for i in ids if i not in set(first)]
+        picked: list[tuple[Story, bool, list[Story]]] = []
+        chunk = f.offset + f.k + 6  # fetch only as far down the ranking as the filters need
         stories: dict[int, Story] = {}
-        chunk = f.k + 5  # fetch only as far down the ranking as the filters need
-        for pos, (row, sid, score) in enumerate(zip(rows, ids, scores, strict=True)):
+        for pos, sid in enumerate(order):
             if pos % chunk == 0:
-                stories = self.catalog.stories(ids[pos:pos + chunk])
-            story = stories.get(sid)
-            if story is None or sid in skip or sid in excluded:
+                stories = self.catalog.stories(order[pos:pos + chunk])
+            found = stories.get(sid)
+            if found is None or sid in skip or not f.admits(found):
                 continue
-            if since and (not story.published or story.published < since):
-                continue
-            if until and (not story.published or story.published > until):
-                continue
-            if provider and provider not in ((story.provider_name or "").lower(),
-                                             (story.provider_domain or "").lower()):
-                continue
-            if f.dedupe:
-                key = _title_key(story.title)
-                if key in seen_titles:
+            if f.dedupe and sid not in listed:  # an editor's picks are kept as picked
+                head = next((e for e in picked if self._same(art, e[0], found)), None)
+                if head is not None:
+                    head[2].append(found)
                     continue
-                seen_titles.add(key)
-            out.append(Related(story, float(score),
-                               self._reasons(art, query_vec, int(row), query, story, curated)))
-            if len(out) >= f.k:
+            picked.append((found, sid in listed, []))
+            if len(picked) > f.offset + f.k:
                 break
-        return out
+        more = len(picked) > f.offset + f.k
+        page = picked[f.offset:f.offset + f.k]
+        listers = self._listers(art, query, [s.id for s, _, _ in page])
+        return [Related(s, score_of.get(s.id),
+                        explain(art, query, story, s, is_curated and bool(first),
+                                listers.get(s.id), also),
+                        _days_apart(story, s), is_curated, also)
+                for s, is_curated, also in page], more
 
     @staticmethod
-    def _reasons(art: Artifact, query_vec, row: int, query: Story | None, story: Story,
-                 curated: set[int]) -> list[str]:
-        reasons = []
-        terms = art.model.text_.shared_terms(query_vec, csr_row(art.model.index_.full, row))
+    def _same(art: Artifact, a: Story, b: Story) -> bool:
+        """The collapsing rule (recommender.collapse); by title alone for a story the model
+        has no row for (imported since the last train)."""
+        ra, rb = art.row_of(a.id), art.row_of(b.id)
+        if ra is None or rb is None:
+            return title_key(a.title) == title_key(b.title)
+        return same_announcement(art.model.index_, ra, rb)
+
+    def _listers(self, art: Artifact, query: Query, ids: list[int]) -> dict[int, Story]:
+        """Per story, the story most like the query whose curated list holds it."""
+        found = art.model.listed_beside(query.vec, query.row, [art.row_of(i) for i in ids])
+        stories = self.catalog.stories(int(art.model.ids_[r]) for r in found.values())
+        return {ids[i]: stories[int(art.model.ids_[r])] for i, r in found.items()
+                if int(art.model.ids_[r]) in stories}
+
+
+def explain(art: Artifact, query: Query, article: Story, story: Story, curated: bool,
+            lister: Story | None, also: Sequence[Story] = ()) -> list[str]:
+    """Why `story` is related to `article`, in the terms of the evidence the ranker reads:
+    shared terms, the editors' lists, topics, provider, closeness in time. Never empty.
+    `curated`: the story stands in the answer as the editor's pick."""
+    reasons = []
+    if curated:
+        reasons.append("in the editors' curated list for this story")
+    row = art.row_of(story.id)
+    if row is not None:
+        terms = art.model.text_.shared_terms(query.vec, csr_row(art.model.index_.full, row))
         if terms:
             reasons.append("shared terms: " + ", ".join(terms))
-        if story.id in curated:
-            reasons.append("in the editors' curated list")
-        if query is not None:
-            a, b = _days(query.published), _days(story.published)
-            if a is not None and b is not None:
-                gap = round(abs(a - b))
-                reasons.append("published the same day" if gap == 0 else
-                               f"published {gap} day{'s' if gap != 1 else ''} apart")
-            if query.topics and set(query.topics) & set(story.topics):
-                reasons.append("same topic: " + ", ".join(sorted(set(query.topics)
-                                                                 & set(story.topics))))
-        return reasons
+    if lister is not None and not curated:
+        reasons.append(f"listed by editors beside \u201c{_short(lister.title)}\u201d")
+    if also:
+        reasons.append(f"the same announcement as {len(also)} other "
+                       f"{'story' if len(also) == 1 else 'stories'} (under also)")
+    topics = sorted(set(article.topics) & set(story.topics))
+    if topics:
+        reasons.append("same topic: " + ", ".join(topics[:3]))
+    gap = _days_apart(article, story)
+    if gap is not None and abs(gap) < 3.5:
+        reasons.append("published the same day" if abs(gap) < 1 else
+                       f"published within {math.ceil(abs(gap))} days")
+    if article.provider_name and article.provider_name == story.provider_name:
+        reasons.append(f"same provider: {story.provider_name}")
+    if not reasons:
+        reasons.append("among the stories published nearest in time" if gap is not None
+                       else "ranked by the model on title and excerpt")
+    return reasons
+
+
+def _short(title: str, limit: int = 80) -> str:
+    return title if len(title) <= limit else title[:limit - 1].rstrip() + "\u2026"
+
+
+def _days_apart(article: Story, story: Story) -> float | None:
+    a, b = _days(article.published), _days(story.published)
+    return None if a is None or b is None else round(b - a, 1)
 
 
 def story_view(story: Story) -> dict:
@@ -360,4 +486,8 @@ def story_view(story: Story) -> dict:
 
 
 def related_view(item: Related) -> dict:
-    return {**story_view(item.story), "score": round(item.score, 6), "reasons": item.reasons}
+    return {**story_view(item.story),
+            "score": None if item.score is None else round(item.score, 6),
+            "reasons": item.reasons, "days_apart": item.days_apart, "curated": item.curated,
+            "also": [{"url": story_view(s)["url"], "provider": s.provider_name}
+                     for s in item.also]}

@@ -1,23 +1,107 @@
-"""Where things live: flags win, then environment variables, then defaults under the cwd.
+"""Every setting, written down once: its name, default, meaning, environment variable,
+`create_app` key and command-line flag (Datasette's `Setting(name, default, help)`).
 
-The CLI and the web app read locations through these functions only, so the two shells
-always agree on which catalog and which models directory they mean.
+Precedence: a command-line flag, then the mapping given to `create_app`, then the
+environment (`RECOMMENDER_<NAME>`), then the default. The CLI, the web app and the server
+read settings through `get` only, so the shells always agree; the README's settings table
+lists every one (a test fails when one is missing).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
-def instance_dir() -> Path:
+class SettingError(ValueError):
+    """A setting's value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    flag: str | None = None  # the command-line flag, where one fits
+
+    @property
+    def env(self) -> str:
+        return "RECOMMENDER_" + self.name.upper()
+
+    @property
+    def key(self) -> str:
+        """The `create_app(config)` key (Flask's upper-case config names)."""
+        return self.name.upper()
+
+    def parse(self, text: str, source: str) -> Any:
+        kind = type(self.default)
+        if kind is str or self.default is None:
+            return text
+        try:
+            value = kind(text)
+        except ValueError:
+            raise SettingError(f"{source}={text!r}: {self.name} must be a "
+                               f"{'whole number' if kind is int else 'number'}") from None
+        if value < 0:
+            raise SettingError(f"{source}={text!r}: {self.name} must not be negative")
+        return value
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    Setting("instance", "instance", "per-deployment state: the default catalog, the latest "
+            "evaluation report"),
+    Setting("catalog", "", "SQLite catalog file or postgresql:// URL (empty: "
+            "INSTANCE/catalog.sqlite3)", flag="--catalog"),
+    Setting("models", "models", "the models directory (versions and `current`)",
+            flag="--models"),
+    Setting("host", "127.0.0.1", "address `serve` binds", flag="--host"),
+    Setting("port", 8000, "port `serve` binds", flag="--port"),
+    Setting("workers", 2, "gunicorn worker processes", flag="--workers"),
+    Setting("threads", 4, "request threads a worker (requests are read in its poller, so "
+            "slow clients hold none)", flag="--threads"),
+    Setting("timeout", 60, "seconds a busy worker may go silent before gunicorn restarts it"),
+    Setting("keepalive", 30, "seconds an idle connection (or one that sent nothing yet) is "
+            "kept"),
+    Setting("graceful_timeout", 10, "seconds a stopping worker finishes its requests"),
+    Setting("access_log", "", "gunicorn's access log: a path, or - for stderr (empty: none; "
+            "the app logs one line a request)"),
+    Setting("request_seconds", 10.0, "seconds from a request's first byte to its last before "
+            "the connection is dropped"),
+    Setting("read_timeout", 3.0, "seconds a request thread waits for a byte past what the "
+            "poller gathered"),
+    Setting("max_body", 64 * 1024, "largest POST body, in bytes (413 past it)"),
+    Setting("answer_cache", 8192, "answers a worker caches per model version and catalog "
+            "state"),
+    Setting("reverify_seconds", 300.0, "seconds between background re-hashes of the served "
+            "model's files"),
+]}
+
+
+def get(name: str, flag: Any = None, config: Mapping[str, Any] | None = None) -> Any:
+    """The value of setting `name`: the flag, else the config mapping, else the
+    environment, else the default."""
+    setting = SETTINGS[name]
+    if flag is not None:
+        return flag
+    if config is not None and setting.key in config:
+        return config[setting.key]
+    text = os.environ.get(setting.env)
+    if text:
+        return setting.parse(text, setting.env)
+    return setting.default
+
+
+def instance_dir(config: Mapping[str, Any] | None = None) -> Path:
     """Per-deployment state (catalog, evaluation reports), like Flask's instance folder."""
-    return Path(os.environ.get("RECOMMENDER_INSTANCE") or "instance")
+    return Path(get("instance", config=config))
 
 
-def catalog_location(flag: str | None = None) -> str:
-    return flag or os.environ.get("RECOMMENDER_CATALOG") or str(instance_dir() / "catalog.sqlite3")
+def catalog_location(flag: str | None = None, config: Mapping[str, Any] | None = None) -> str:
+    return get("catalog", flag, config) or str(instance_dir(config) / "catalog.sqlite3")
 
 
-def models_dir(flag: str | None = None) -> Path:
-    return Path(flag or os.environ.get("RECOMMENDER_MODELS") or "models")
+def models_dir(flag: str | None = None, config: Mapping[str, Any] | None = None) -> Path:
+    return Path(get("models", flag, config))

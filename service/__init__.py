@@ -1,7 +1,8 @@
 """The HTTP service: a Flask application factory over the same core as the CLI.
 
-Configuration comes from the environment (RECOMMENDER_CATALOG, RECOMMENDER_MODELS,
-RECOMMENDER_INSTANCE) or from the mapping given to `create_app`, as in Flask's tutorial.
+Configuration: every setting of `recommender.settings` under its upper-case key, from the
+mapping given to `create_app` (as in Flask's tutorial), else the environment, else the
+default.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from recommender import database, settings
 from recommender.urls import is_web_url
 
-MAX_BODY = 64 * 1024
 # Every response: no content sniffing. Pages (HTML) also: no script at all, images from the
 # stories' own sites (http or https only), no framing, no full URL leaked as a referrer.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -30,16 +30,14 @@ PAGE_HEADERS = (
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(settings.instance_dir().resolve()))
-    app.config.from_mapping(
-        CATALOG=settings.catalog_location(),
-        MODELS=str(settings.models_dir()),
-        INSTANCE=str(settings.instance_dir()),
-        MAX_CONTENT_LENGTH=MAX_BODY,
-        JSON_SORT_KEYS=False,
-    )
-    if config:
-        app.config.from_mapping(config)
+    config = dict(config or {})
+    app = Flask(__name__, instance_path=str(settings.instance_dir(config).resolve()))
+    app.config.from_mapping({name.upper(): settings.get(name, config=config)
+                             for name in settings.SETTINGS})
+    app.config.from_mapping(config)
+    app.config.update(CATALOG=settings.catalog_location(config=config),
+                      MODELS=str(settings.models_dir(config=config)),
+                      MAX_CONTENT_LENGTH=app.config["MAX_BODY"])
     app.json.sort_keys = False
 
     from . import api, health, openapi, pages
@@ -76,7 +74,9 @@ def _install_errors(app: Flask) -> None:
     def http_error(exc: HTTPException):
         message = exc.description or exc.name
         if exc.code == 413:
-            message = f"request body too large (the limit is {MAX_BODY // 1024} KiB)"
+            limit = current_app.config["MAX_BODY"]
+            size = f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+            message = f"request body too large (the limit is {size})"
         elif exc.code == 404 and request.blueprint is None:
             message = f"no such endpoint: {request.path}"
         elif exc.code == 405:

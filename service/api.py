@@ -17,7 +17,8 @@ from recommender.recommend import Answer, Filters, NotFound
 from .core import recommender
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
-KNOWN_QUERY = {"url", "k", "since", "until", "exclude", "provider", "dedupe"}
+KNOWN_QUERY = {"url", "k", "offset", "since", "until", "exclude", "provider", "dedupe",
+               "curated"}
 
 
 def _bad(message: str, close: bool = False) -> NoReturn:
@@ -117,6 +118,12 @@ def related_for_article():
     excerpt = _text_field(body, "excerpt") or ""
     published = _text_field(body, "publishedDateTime")
     url = _text_field(body, "url")
+    provider = _text_field(body, "provider")
+    topics = body.get("topics", [])
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        _bad("field topics must be a list of strings")
+    if len(topics) > 100:
+        _bad("field topics holds at most 100 topics")
     if published:
         try:
             iso_utc(published)
@@ -124,7 +131,8 @@ def related_for_article():
             _bad(str(exc))
     filters = _filters(request.args)
     try:
-        return _answer(recommender().for_article(title, excerpt, published, url, filters))
+        return _answer(recommender().for_article(title, excerpt, published, url, filters,
+                                                 provider=provider, topics=topics))
     except (ArtifactError, CatalogError) as exc:
         return _unavailable(exc)
 

@@ -18,7 +18,9 @@ def recommender() -> Recommender:
         with _create:  # concurrent first requests must not each load the model
             rec = current_app.extensions.get("recommender")
             if rec is None:
-                rec = Recommender(current_app.config["CATALOG"],
-                                  Path(current_app.config["MODELS"]))
+                config = current_app.config
+                rec = Recommender(config["CATALOG"], Path(config["MODELS"]),
+                                  cache_size=config["ANSWER_CACHE"],
+                                  reverify_seconds=config["REVERIFY_SECONDS"])
                 current_app.extensions["recommender"] = rec
     return rec

@@ -24,8 +24,10 @@ def _query(name: str, description: str, schema: dict, required: bool = False,
 
 
 FILTERS = [
-    _query("k", "How many related stories (default 10).",
+    _query("k", "How many related stories (default 10; offset + k at most 100).",
            {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}),
+    _query("offset", "Skip this many (paging: the answer's next_offset, while not null).",
+           {"type": "integer", "minimum": 0, "maximum": 99, "default": 0}),
     _query("since", "Only stories published on or after this ISO 8601 date or time.",
            {"type": "string", "format": "date-time"}),
     _query("until", "Only stories published on or before this ISO 8601 date or time "
@@ -34,8 +36,12 @@ FILTERS = [
            {"type": "array", "items": {"type": "string"}}, explode=True),
     _query("provider", "Only stories from this provider (name or domain, any case).",
            {"type": "string"}),
-    _query("dedupe", "Collapse syndicated copies (same title from several providers).",
+    _query("dedupe", "Collapse syndicated copies and rewrites of one announcement into one "
+           "entry (the others under also).",
            {"type": "boolean", "default": True}),
+    _query("curated", "first: a catalog story's curated list first, in the editor's order, "
+           "then the model's ranking; model: the model's ranking alone.",
+           {"type": "string", "enum": ["first", "model"], "default": "first"}),
 ]
 
 RELATED_RESPONSES = {
@@ -111,18 +117,38 @@ SPEC = {
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
         "Story": STORY,
         "Related": {"allOf": [{"$ref": "#/components/schemas/Story"}, {
-            "type": "object", "required": ["score", "reasons"],
-            "properties": {"score": {"type": "number"},
-                           "reasons": {"type": "array", "items": {"type": "string"}}}}]},
-        "Answer": {"type": "object", "required": ["article", "related", "model"], "properties": {
-            "article": {"$ref": "#/components/schemas/Story"},
-            "related": {"type": "array", "items": {"$ref": "#/components/schemas/Related"}},
-            "model": {"type": "string"}}},
+            "type": "object", "required": ["score", "reasons", "days_apart", "curated", "also"],
+            "properties": {
+                "score": {"type": ["number", "null"], "description":
+                          "The model's score; null for a curated story it did not rank."},
+                "reasons": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                "days_apart": {"type": ["number", "null"], "description":
+                               "Days from the article's publication to this story's "
+                               "(negative: published before it); null when a date is unknown."},
+                "curated": {"type": "boolean",
+                            "description": "In the editor's curated list for the article."},
+                "also": {"type": "array", "description": "Syndicated copies and rewrites of "
+                         "the same announcement, collapsed into this entry (dedupe=true).",
+                         "items": {"type": "object", "required": ["url", "provider"],
+                                   "properties": {"url": {"type": "string"},
+                                                  "provider": {"type": ["string", "null"]}}}}}}]},
+        "Answer": {"type": "object",
+                   "required": ["article", "related", "model", "offset", "next_offset"],
+                   "properties": {
+                       "article": {"$ref": "#/components/schemas/Story"},
+                       "related": {"type": "array",
+                                   "items": {"$ref": "#/components/schemas/Related"}},
+                       "model": {"type": "string"},
+                       "offset": {"type": "integer"},
+                       "next_offset": {"type": ["integer", "null"], "description":
+                                       "The offset of the next page; null on the last."}}},
         "NewArticle": {"type": "object", "required": ["title"], "properties": {
             "title": {"type": "string", "minLength": 1},
             "excerpt": {"type": "string"},
             "publishedDateTime": {"type": "string", "format": "date-time"},
-            "url": {"type": "string"}}},
+            "url": {"type": "string"},
+            "provider": {"type": "string"},
+            "topics": {"type": "array", "items": {"type": "string"}, "maxItems": 100}}},
     }},
 }
 

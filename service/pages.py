@@ -29,7 +29,8 @@ def _report_dir() -> Path:
 def preview():
     args = request.args
     form = {name: args.get(name, "") for name in
-            ("url", "title", "excerpt", "since", "until", "provider")}
+            ("url", "title", "excerpt", "published", "article_provider", "topics", "since",
+             "until", "provider", "curated")}
     form["k"] = args.get("k", "10")
     form["dedupe"] = args.get("dedupe", "true" if not args else "false") == "true"
     answer, error, status = None, None, 200
@@ -41,7 +42,11 @@ def preview():
             if form["url"].strip():
                 answer = rec.by_url(form["url"].strip(), filters)
             else:
-                answer = rec.for_article(form["title"], form["excerpt"], None, None, filters)
+                topics = [t.strip() for t in form["topics"].split(",") if t.strip()]
+                answer = rec.for_article(form["title"], form["excerpt"],
+                                         form["published"].strip() or None, None, filters,
+                                         provider=form["article_provider"].strip() or None,
+                                         topics=topics[:100])
         except NotFound as exc:
             error, status = str(exc), 404
         except (ValueError, BadFile) as exc:

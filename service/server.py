@@ -6,8 +6,10 @@ import logging
 
 from gunicorn.app.base import BaseApplication
 
+from recommender import settings
+
 from . import balance
-from .worker import DroppedClientFilter
+from .worker import DroppedClientFilter, GuardedThreadWorker
 
 
 class _Server(BaseApplication):
@@ -18,6 +20,11 @@ class _Server(BaseApplication):
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        # What an operator is used to setting for any gunicorn app (`--workers 1`, ...).
+        env_args = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
+        for key, value in vars(env_args).items():
+            if value is not None and key != "args" and key in self.cfg.settings:
+                self.cfg.set(key.lower(), value)
 
     def load(self):
         # With preload_app this runs once, in the master, before the workers fork: the
@@ -31,19 +38,30 @@ class _Server(BaseApplication):
         return create_app()
 
 
-def serve(host: str, port: int, workers: int, threads: int = 4) -> None:
+def serve(flags: dict | None = None) -> None:
+    """Run the service; `flags` are the command line's (None: not given), every other
+    setting comes from the environment or its default (recommender.settings). gunicorn's
+    own GUNICORN_CMD_ARGS applies last, as with the `gunicorn` command."""
+    flags = flags or {}
+
+    def value(name: str):
+        return settings.get(name, flags.get(name))
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     logging.getLogger("gunicorn.error").addFilter(DroppedClientFilter())
+    GuardedThreadWorker.read_timeout = value("read_timeout")
+    GuardedThreadWorker.request_seconds = value("request_seconds")
+    GuardedThreadWorker.body_limit = value("max_body")
     _Server({
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "threads": threads,
+        "bind": f"{value('host')}:{value('port')}",
+        "workers": value("workers"),
+        "threads": value("threads"),
         # gthread (keep-alive, SQLite reads overlap) that holds against stalled clients
         "worker_class": "service.worker.GuardedThreadWorker",
-        "keepalive": 30,
-        "timeout": 60,
-        "graceful_timeout": 10,
-        "accesslog": None,  # the app logs one line per request itself
+        "keepalive": value("keepalive"),
+        "timeout": value("timeout"),
+        "graceful_timeout": value("graceful_timeout"),
+        "accesslog": value("access_log") or None,  # by default the app logs each request
         "errorlog": "-",
         "control_socket_disable": True,  # a fixed path would collide between replicas
         "preload_app": True,

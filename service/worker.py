@@ -11,7 +11,7 @@ length it declares, a chunked body's last chunk, or a head asking `Expect: 100-c
 and only then does a thread take it, with every byte already in the parser's buffer. Waiting
 costs no thread at all, whatever the number of connections that wait. A connection that
 sends nothing is closed after the keep-alive timeout; one whose request has not arrived
-whole `REQUEST_SECONDS` after its first byte is closed (one log line). In the thread, a
+whole `request_seconds` after its first byte is closed (one log line). In the thread, a
 kernel receive timeout (`SO_RCVTIMEO`) still bounds any read the parser makes past what was
 gathered.
 
@@ -35,10 +35,9 @@ from functools import partial
 from gunicorn import util
 from gunicorn.workers import gthread
 
-READ_TIMEOUT = 3.0  # seconds a thread's read may wait for a byte past what was gathered
-REQUEST_SECONDS = 10.0  # from a request's first byte to its last, gathered in the poller
-HEAD_LIMIT = 64 * 1024 + 8 * 1024  # past this, the parser gets what came and names the error
-BODY_LIMIT = 64 * 1024  # a body declared longer is the application's 413 to give
+from recommender.settings import SETTINGS
+
+HEAD_LIMIT = 72 * 1024  # past this, the parser gets what came and names the error
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r?$", re.I | re.M)
@@ -47,9 +46,10 @@ _CONTINUE = re.compile(rb"^expect[ \t]*:[ \t]*100-continue", re.I | re.M)
 _LAST_CHUNK = re.compile(rb"(?:^|\r\n)0+(?:;[^\r\n]*)?\r\n(?:.*\r\n)?\r\n\Z", re.S)
 
 
-def request_is_whole(data: bytes) -> bool:
+def request_is_whole(data: bytes, body_limit: int) -> bool:
     """Whether `data` holds a whole request for the parser, or as much of one as the
-    service will ever wait for (past the limits the parser and the app name the error)."""
+    service will ever wait for (past the limits the parser and the app name the error: a
+    body declared longer than `body_limit` is the application's 413 to give)."""
     end = _HEAD_END.search(data)
     if end is None:
         return len(data) >= HEAD_LIMIT
@@ -57,18 +57,21 @@ def request_is_whole(data: bytes) -> bool:
     if _CONTINUE.search(head):
         return True  # the client waits for "100 Continue", which the parser sends
     if _CHUNKED.search(head):
-        return len(body) > BODY_LIMIT or _LAST_CHUNK.search(body) is not None
+        return len(body) > body_limit or _LAST_CHUNK.search(body) is not None
     length = _LENGTH.search(head)
     if length is None:
         return True
-    return len(body) >= min(int(length.group(1)), BODY_LIMIT + 1)
+    return len(body) >= min(int(length.group(1)), body_limit + 1)
 
 
 class GuardedThreadWorker(gthread.ThreadWorker):
     """gthread whose threads take only requests that have arrived whole."""
 
-    read_timeout = READ_TIMEOUT
-    request_seconds = REQUEST_SECONDS
+    # Class attributes: `service.server` sets them from the settings in the master, before
+    # the workers fork.
+    read_timeout: float = SETTINGS["read_timeout"].default
+    request_seconds: float = SETTINGS["request_seconds"].default
+    body_limit: int = SETTINGS["max_body"].default
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -114,7 +117,7 @@ class GuardedThreadWorker(gthread.ThreadWorker):
             self._gathering[conn] = min(self._gathering[conn],
                                         time.monotonic() + self.request_seconds)
         conn.gathered += data
-        if not request_is_whole(bytes(conn.gathered)):
+        if not request_is_whole(bytes(conn.gathered), self.body_limit):
             return
         self.poller.unregister(conn.sock)
         del self._gathering[conn]
@@ -206,6 +209,7 @@ class DroppedClientFilter(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, BlockingIOError | TimeoutError):
             record.msg, record.args, record.exc_info = (
-                "dropped a client whose request stalled for %ss", (READ_TIMEOUT,), None)
+                "dropped a client whose request stalled for %ss",
+                (GuardedThreadWorker.read_timeout,), None)
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True

@@ -236,3 +236,32 @@ def test_a_value_the_database_refuses_is_a_named_skip_alone_or_in_a_batch(tmp_pa
         assert stats["stories_with_file"] == len(paths) - len(errors)
         with Catalog(location, readonly=True) as catalog:
             assert catalog.check() == []
+
+
+def test_bad_files_spread_through_3000_corpus_files(corpus, tmp_path):
+    """Issue 13's acceptance, as a user runs it: 3,000 real files (linked in place, not
+    copied) with one file of every bad kind spread through the tree, imported by the CLI
+    (the parser pool): every good file in, every bad one named with its reason, exit 1, the
+    catalog checks sound, and a rerun changes nothing."""
+    good = sorted(iter_files([corpus / "azure"]))[:3000]
+    tree = tmp_path / "tree"
+    for i, path in enumerate(good):
+        link = tree / f"part{i % 3}" / f"{i:05d}_{path.name}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path)
+    expected = {}
+    for part, prefix in (("part0", "00100_"), ("part1", "00999_"), ("part2", "02500_")):
+        expected.update(write_bad_files(tree / part, prefix=f"{prefix}bad_"))
+    location = str(tmp_path / "catalog.sqlite3")
+    first = run_cli("import", "-q", str(tree), catalog=location)
+    assert first.returncode == 1
+    named = dict(line.split(": ", 1) for line in first.stderr.splitlines() if ": " in line)
+    for path, words in expected.items():
+        assert words in named.get(path, ""), (path, named.get(path))
+    assert f"skipped {len(expected)}" in first.stdout
+    stats = json.loads(run_cli("stats", "--json", catalog=location).stdout)
+    assert stats["stories_with_file"] == len({parse_file(p).item.key for p in good})
+    assert run_cli("check", catalog=location).returncode == 0
+    again = run_cli("import", "-q", str(tree), catalog=location)
+    assert again.returncode == 1 and "imported 0, updated 0" in again.stdout
+    assert json.loads(run_cli("stats", "--json", catalog=location).stdout) == stats

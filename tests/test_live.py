@@ -474,3 +474,29 @@ def test_a_version_damaged_in_place_is_refused_before_it_is_read(live, tmp_path,
     watcher.check(expected)
     status, body = fetch(base, "/readyz")
     assert status == 200 and body["model"] == older, body
+
+
+def test_gunicorn_cmd_args_and_settings_reach_the_server(seeds_catalog, seeds_models, tmp_path):
+    """GUNICORN_CMD_ARGS was ignored; now it applies as for any gunicorn app, and the
+    service's own settings come from the environment."""
+    env = {"RECOMMENDER_CATALOG": str(seeds_catalog), "RECOMMENDER_MODELS": str(seeds_models),
+           "GUNICORN_CMD_ARGS": "--workers 1", "RECOMMENDER_MAX_BODY": "2048"}
+    base, proc = start_server(env, tmp_path / "serve.log", workers=2)
+    try:
+        assert len(_children(proc.pid)) == 1
+        status, body = fetch(base, "/v1/related", {"title": "x" * 3000})
+        assert status == 413 and "2 KiB" in body["message"]
+    finally:
+        stop_server(proc)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or one that just ended
+        if fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found

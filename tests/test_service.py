@@ -28,7 +28,8 @@ def test_related_by_url_shape(client):
     assert 1 <= len(body["related"]) <= 3
     for item in body["related"]:
         assert set(item) == {"url", "title", "excerpt", "provider", "publishedDateTime",
-                             "image", "score", "reasons"}
+                             "image", "score", "reasons", "days_apart", "curated", "also"}
+        assert item["reasons"]
         assert item["url"] != SEED and isinstance(item["reasons"], list)
     scores = [item["score"] for item in body["related"]]
     assert scores == sorted(scores, reverse=True)
@@ -96,14 +97,19 @@ def test_syndicated_copies_collapse_unless_asked(tmp_path):
     client = create_app({"TESTING": True, "CATALOG": str(catalog),
                          "MODELS": str(models)}).test_client()
 
-    def titles(dedupe):
+    def related(dedupe):
         body = client.get("/v1/related", query_string={"url": SEED, "k": 100, "dedupe": dedupe})
-        return [x["title"] for x in body.get_json()["related"]]
+        return body.get_json()["related"]
 
-    deduped, everything = titles("true"), titles("false")
-    assert everything.count(title) == 3
-    assert deduped.count(title) == 1 and len(deduped) == len(set(deduped))
-    assert set(everything) == set(deduped)
+    deduped, everything = related("true"), related("false")
+    assert [x["title"] for x in everything].count(title) == 3
+    assert [x["title"] for x in deduped].count(title) == 1
+    entry = next(x for x in deduped if x["title"] == title)
+    assert {a["provider"] for a in entry["also"]} | {entry["provider"]} == \
+        {"wire.example", "daily.example", "post.example"}
+    # Nothing is lost: every story is an entry or listed under one.
+    kept = {x["url"] for x in deduped} | {a["url"] for x in deduped for a in x["also"]}
+    assert kept == {x["url"] for x in everything}
 
 
 def test_post_new_article(client):
