@@ -188,9 +188,9 @@ def main() -> None:
                     help="threads per server worker (default: `recommender serve`'s)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--retrain", action="store_true", help="retrain during a GET phase")
-    ap.add_argument("--filter-share", type=float, default=0.2,
+    ap.add_argument("--filter-share", type=float, default=0.1,
                     help="share of GET requests with filters (a date window, a provider, a "
-                         "later period, a second page), default 0.2")
+                         "later period, a second page), default 0.1")
     ap.add_argument("--workdir", type=Path,
                     help="keep the catalog and model here; a later run with the same "
                          "--workdir and --stories reuses them (default: a temporary folder)")

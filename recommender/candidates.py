@@ -207,19 +207,17 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     weight exp(-gap / `date_vote_days`).
 
     With `allowed` (a bool per catalog row: a filter on date, provider, ...), candidates are
-    drawn from the allowed rows only, each source searching past the rows it would
-    otherwise stop at: every query term is searched, the nearest allowed dates are taken
-    however far, and votes go to allowed rows. Voters are still the query's own neighbours:
-    who voted does not depend on the filter, only whom for. Used when a filter leaves the
-    precomputed ranking short, so the evidence of a pair is the same as without it."""
+    drawn from the allowed rows only, each source looking past the rows it would otherwise
+    stop at: the best allowed text hits, the nearest allowed dates however far, the allowed
+    stories the lists vote for. Voters are still the query's own neighbours: who voted does
+    not depend on the filter, only whom for. Used when a filter leaves the precomputed
+    ranking short; the search itself is bounded as for any query, so it costs what ranking
+    a new article costs."""
     b, n = q.full.shape[0], len(index)
     own = q.rows >= 0
     too_common = (index.doc_freq > max_postings
                   if max_postings is not None and max_postings < n else None)
-    if allowed is not None:
-        search = (q.full @ index.full_t).tocsr()
-    else:
-        search = (_prune(q.full, query_terms, too_common) @ index.full_t).tocsr()
+    search = (_prune(q.full, query_terms, too_common) @ index.full_t).tocsr()
     # A story is never its own candidate.
     self_hits = own[np.repeat(np.arange(b), np.diff(search.indptr))] & (
         search.indices == np.repeat(q.rows, np.diff(search.indptr)))

@@ -52,6 +52,9 @@ SCHEMA = [
     story_id {int} NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS aliases_story ON aliases(story_id)",
+    # The provider filter (`ids_of_provider`): a lookup, not a scan of every story.
+    "CREATE INDEX IF NOT EXISTS stories_provider_name ON stories(lower(provider_name))",
+    "CREATE INDEX IF NOT EXISTS stories_provider_domain ON stories(lower(provider_domain))",
     """CREATE TABLE IF NOT EXISTS links (
     source_id {int} NOT NULL,
     target_id {int} NOT NULL,

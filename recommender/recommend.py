@@ -352,12 +352,13 @@ class Recommender:
             ranking = (ranked.rows[0], ranked.scores[0])
         excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
         skip = skip | excluded
-        page, more = self._page(art, ranking, f, story, query, curated, skip)
-        if f.narrowing and not more and len(page) < f.k:
-            allowed = self._allowed(art, f, skip)
+        # The model's own dates and providers thin the ranking before any story is fetched.
+        allowed = self._allowed(art, f, skip) if f.narrowing else None
+        page, more = self._page(art, ranking, f, story, query, curated, skip, allowed)
+        if allowed is not None and not more and len(page) < f.k:
             ranked = model.rank_queries(query.queries(), k=MAX_K, allowed=allowed)
             page, more = self._page(art, (ranked.rows[0], ranked.scores[0]), f, story, query,
-                                    curated, skip)
+                                    curated, skip, allowed)
         return Answer(article=article, related=page, model=art.version, offset=f.offset,
                       next_offset=f.offset + len(page) if more else None)
 
@@ -377,16 +378,20 @@ class Recommender:
         return allowed
 
     def _page(self, art: Artifact, ranking: tuple, f: Filters, story: Story, query: Query,
-              curated: list[int], skip: set[int]) -> tuple[list[Related], bool]:
+              curated: list[int], skip: set[int],
+              allowed: np.ndarray | None = None) -> tuple[list[Related], bool]:
         """Stories `offset` to `offset + k` of the answer, and whether more follow."""
         rows, scores = ranking
         valid = rows >= 0
+        if allowed is not None:
+            valid &= allowed[np.maximum(rows, 0)]
         rows, scores = rows[valid], scores[valid]
         ids = art.model.ids_[rows].tolist()  # one gather, not one per row
         score_of = dict(zip(ids, scores.tolist(), strict=True))
         listed = set(curated)
         first = curated if f.curated == "first" else []
-        order = first + [i for i in ids if i not in set(first)]
+        picks = set(first)
+        order = first + [i for i in ids if i not in picks]
         picked: list[tuple[Story, bool, list[Story]]] = []
         chunk = f.offset + f.k + 6  # fetch only as far down the ranking as the filters need
         stories: dict[int, Story] = {}

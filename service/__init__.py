@@ -16,6 +16,8 @@ from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from recommender import database, settings
+from recommender.artifact import ArtifactError
+from recommender.catalog import CatalogError
 from recommender.urls import is_web_url
 
 # Every response: no content sniffing. Pages (HTML) also: no script at all, images from the
@@ -86,6 +88,13 @@ def _install_errors(app: Flask) -> None:
         if getattr(exc, "valid_methods", None):  # a 405 says what is allowed
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(ArtifactError)
+    @app.errorhandler(CatalogError)
+    def unavailable(exc: Exception):
+        """No sound model of this catalog to serve, or no catalog: the one 503 of the API
+        (the pages render their own, from the same exceptions)."""
+        return jsonify(error="unavailable", message=str(exc)), 503
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -9,8 +9,6 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from recommender.artifact import ArtifactError
-from recommender.catalog import CatalogError
 from recommender.frontmatter import BadFile, iso_utc
 from recommender.recommend import Answer, Filters, NotFound
 
@@ -43,12 +41,6 @@ def _answer(answer: Answer):
     return jsonify(answer.payload())
 
 
-def _unavailable(exc: Exception):
-    response = jsonify(error="unavailable", message=str(exc))
-    response.status_code = 503
-    return response
-
-
 @bp.get("/related")
 def related_by_url():
     url = request.args.get("url")
@@ -61,8 +53,6 @@ def related_by_url():
         return jsonify(error="not_found", message=str(exc)), 404
     except ValueError as exc:
         _bad(str(exc))
-    except (ArtifactError, CatalogError) as exc:
-        return _unavailable(exc)
 
 
 def _text_field(body: dict, name: str, required: bool = False) -> str | None:
@@ -130,16 +120,10 @@ def related_for_article():
         except BadFile as exc:
             _bad(str(exc))
     filters = _filters(request.args)
-    try:
-        return _answer(recommender().for_article(title, excerpt, published, url, filters,
-                                                 provider=provider, topics=topics))
-    except (ArtifactError, CatalogError) as exc:
-        return _unavailable(exc)
+    return _answer(recommender().for_article(title, excerpt, published, url, filters,
+                                             provider=provider, topics=topics))
 
 
 @bp.get("/model")
 def model():
-    try:
-        return jsonify(recommender().artifact.manifest)
-    except (ArtifactError, CatalogError) as exc:
-        return _unavailable(exc)
+    return jsonify(recommender().artifact.manifest)
