@@ -336,13 +336,12 @@ class RelatedModel(BaseEstimator):
         products = np.where(hit, full.data[at] * query[1][order][j], 0.0)
         sims = np.bincount(np.repeat(np.arange(len(listers)), lengths), products,
                            minlength=len(listers))
-        found: dict[int, int] = {}
-        best: dict[int, float] = {}
-        for lister, who, sim in zip(listers.tolist(), owner.tolist(), sims.tolist(),
-                                    strict=True):
-            if sim > best.get(who, 0.0) or (sim == best.get(who) and lister < found[who]):
-                best[who], found[who] = sim, lister
-        return found
+        # Per owner, the most similar lister (ties: the lower row), if similar at all.
+        order = np.lexsort((listers, -sims, owner))
+        first = np.r_[True, owner[order][1:] != owner[order][:-1]]
+        top = order[first]
+        top = top[sims[top] > 0]
+        return dict(zip(owner[top].tolist(), listers[top].tolist(), strict=True))
 
     def rank_new(self, title: str, excerpt: str, published_days: float | None = None,
                  provider: str | None = None, topics: Sequence[str] = (),
