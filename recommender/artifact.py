@@ -27,6 +27,7 @@ import numpy as np
 if TYPE_CHECKING:  # importing the model pulls in scikit-learn (and OpenMP); callers decide when
     from .model import RelatedModel
 
+TOP_K = 100  # neighbours precomputed per story: the depth of every answer and of paging
 MANIFEST = "manifest.json"
 CURRENT = "current"
 KEEP_VERSIONS = 3

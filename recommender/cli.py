@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__, database, settings
-from .artifact import ArtifactError
+from .artifact import TOP_K, ArtifactError
 from .catalog import Catalog, CatalogError
 from .frontmatter import BadFile
 
@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--article-provider", metavar="NAME", help="the new article's provider")
     p.add_argument("--topic", action="append", default=[], help="a topic of the new article "
                    "(repeatable)")
-    p.add_argument("-k", type=int, default=10, help="how many (1..100, default 10)")
+    p.add_argument("-k", type=int, default=10, help="how many (default 10; k plus --offset "
+                   f"at most {TOP_K}, the depth of a ranking)")
     p.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
     p.add_argument("--since", metavar="DATE", help="only stories published on or after DATE")
     p.add_argument("--until", metavar="DATE", help="only stories published on or before DATE")

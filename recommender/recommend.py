@@ -26,7 +26,7 @@ from typing import TypeVar
 import numpy as np
 
 from . import database
-from .artifact import Artifact, ArtifactError
+from .artifact import TOP_K, Artifact, ArtifactError
 from .candidates import DAY, Queries
 from .catalog import Catalog, CatalogError, Story
 from .collapse import same_announcement, title_key
@@ -36,7 +36,8 @@ from .settings import SETTINGS
 from .urls import InvalidURL, canonical_url, is_web_url
 
 log = logging.getLogger(__name__)
-MAX_K = 100
+MAX_K = TOP_K  # k and offset + k: an answer is never deeper than the precomputed ranking
+MAX_TOPICS = 100  # topics a new article may name
 T = TypeVar("T")
 
 

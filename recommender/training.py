@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import artifact
+from .artifact import TOP_K
 from .catalog import Catalog, Snapshot
 from .model import RelatedModel
-
-TOP_K = 100
 
 
 def fingerprint(snapshot: Snapshot) -> str:

@@ -10,7 +10,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from recommender.frontmatter import BadFile, iso_utc
-from recommender.recommend import Answer, Filters, NotFound
+from recommender.recommend import MAX_TOPICS, Answer, Filters, NotFound
 
 from .core import recommender
 
@@ -112,8 +112,8 @@ def related_for_article():
     topics = body.get("topics", [])
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
         _bad("field topics must be a list of strings")
-    if len(topics) > 100:
-        _bad("field topics holds at most 100 topics")
+    if len(topics) > MAX_TOPICS:
+        _bad(f"field topics holds at most {MAX_TOPICS} topics")
     if published:
         try:
             iso_utc(published)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from recommender import __version__
+from recommender.recommend import MAX_K, MAX_TOPICS
 
 bp = Blueprint("openapi", __name__)
 
@@ -24,10 +25,10 @@ def _query(name: str, description: str, schema: dict, required: bool = False,
 
 
 FILTERS = [
-    _query("k", "How many related stories (default 10; offset + k at most 100).",
-           {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}),
+    _query("k", f"How many related stories (default 10; offset + k at most {MAX_K}).",
+           {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10}),
     _query("offset", "Skip this many (paging: the answer's next_offset, while not null).",
-           {"type": "integer", "minimum": 0, "maximum": 99, "default": 0}),
+           {"type": "integer", "minimum": 0, "maximum": MAX_K - 1, "default": 0}),
     _query("since", "Only stories published on or after this ISO 8601 date or time.",
            {"type": "string", "format": "date-time"}),
     _query("until", "Only stories published on or before this ISO 8601 date or time "
@@ -148,7 +149,7 @@ SPEC = {
             "publishedDateTime": {"type": "string", "format": "date-time"},
             "url": {"type": "string"},
             "provider": {"type": "string"},
-            "topics": {"type": "array", "items": {"type": "string"}, "maxItems": 100}}},
+            "topics": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_TOPICS}}},
     }},
 }
 

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, render_template, request, send_file
 from recommender.artifact import ArtifactError
 from recommender.catalog import CatalogError
 from recommender.frontmatter import BadFile
-from recommender.recommend import Filters, NotFound
+from recommender.recommend import MAX_TOPICS, Filters, NotFound
 
 from .core import recommender
 
@@ -46,7 +46,7 @@ def preview():
                 answer = rec.for_article(form["title"], form["excerpt"],
                                          form["published"].strip() or None, None, filters,
                                          provider=form["article_provider"].strip() or None,
-                                         topics=topics[:100])
+                                         topics=topics[:MAX_TOPICS])
         except NotFound as exc:
             error, status = str(exc), 404
         except (ValueError, BadFile) as exc:
