@@ -101,6 +101,12 @@ class Queries:
     rows: np.ndarray
 
 
+def csr_row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row i of a CSR matrix as (column indices, values), without building a matrix."""
+    lo, hi = m.indptr[i], m.indptr[i + 1]
+    return m.indices[lo:hi], m.data[lo:hi]
+
+
 def _top(matrix: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the k largest entries of each row (unordered), k ≤ columns."""
     k = min(k, matrix.shape[1])

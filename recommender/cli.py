@@ -182,9 +182,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                      "candidate_recall": m.get("training", {}).get("candidate_recall")})
     if args.json:
         print(json.dumps(rows, indent=2))
-    elif not rows:
+        return 0
+    if not rows:
         print(f"no versions in {models} (run `recommender train`)")
-    for row in [] if args.json else rows:
+    for row in rows:
         mark = "*" if row["current"] else " "
         detail = row.get("error") or (
             f"created {row['created']}, {row['stories']} stories, {row['curated_lists']} "

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .candidates import Index
+from .candidates import Index, csr_row
 
 DAYS = 2.0
 TITLE_COS = 0.6
@@ -38,11 +38,6 @@ def title_key(title: str) -> str:
     return " ".join(re.findall(r"\w+", folded))
 
 
-def _row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = m.indptr[i], m.indptr[i + 1]
-    return m.indices[lo:hi], m.data[lo:hi]
-
-
 def _cos(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
     _, ia, ib = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
     return float(np.dot(a[1][ia], b[1][ib])) if len(ia) else 0.0
@@ -54,8 +49,8 @@ def same_announcement(index: Index, a: int, b: int, days: float = DAYS,
     gap = abs(index.times[a] - index.times[b])
     if not gap <= days:  # an undated story (NaN) is never collapsed by this rule
         return False
-    return (_cos(_row(index.title, a), _row(index.title, b)) >= title_cos
-            or _cos(_row(index.full, a), _row(index.full, b)) >= text_cos)
+    return (_cos(csr_row(index.title, a), csr_row(index.title, b)) >= title_cos
+            or _cos(csr_row(index.full, a), csr_row(index.full, b)) >= text_cos)
 
 
 def collapse(index: Index, rows: Sequence[int], **rule: float) -> list[tuple[int, list[int]]]:

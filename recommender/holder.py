@@ -132,19 +132,18 @@ class ModelHolder:
         background thread and swapped in when ready, so no request waits for it; a process
         with nothing to serve yet loads in the foreground."""
         name = artifact.current_version(self.models_dir)
-        served = self._artifact.version if self._artifact else None
-        if name is None or name == served or name in self._refused or name == self._loading:
-            if self._artifact is None and name is not None and name in self._refused:
-                with self._lock:  # current refused and nothing served: the newest sound one
-                    if self._artifact is None:
-                        self._serve(self._newest_sound())
+        if name is None:
             return
-        with self._lock:
-            if self._artifact is None:
-                self._load(name)
+        if self._artifact is None:
+            with self._lock:  # nothing served: `current`, or else the newest sound version
+                if self._artifact is None and name not in self._refused:
+                    self._load(name)
                 if self._artifact is None:
                     self._serve(self._newest_sound())
-                return
+            return
+        if name in (self._artifact.version, self._loading) or name in self._refused:
+            return
+        with self._lock:
             if self._loading is not None or self._artifact.version == name:
                 return
             self._loading = name

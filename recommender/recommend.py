@@ -27,7 +27,7 @@ import numpy as np
 
 from . import database
 from .artifact import TOP_K, Artifact, ArtifactError
-from .candidates import DAY, Queries
+from .candidates import DAY, Queries, csr_row
 from .catalog import Catalog, CatalogError, Story
 from .collapse import same_announcement, title_key
 from .frontmatter import iso_utc
@@ -179,12 +179,6 @@ def _days(iso: str | None) -> float | None:
         return None
     stamp = dt.datetime.fromisoformat(iso.rstrip("Z")).replace(tzinfo=dt.UTC)
     return stamp.timestamp() / DAY
-
-
-def csr_row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row i of a CSR matrix as (column indices, values), without building a matrix."""
-    lo, hi = m.indptr[i], m.indptr[i + 1]
-    return m.indices[lo:hi], m.data[lo:hi]
 
 
 def _checked_key(url: str) -> str:
@@ -355,12 +349,14 @@ class Recommender:
         skip = skip | excluded
         # The model's own dates and providers thin the ranking before any story is fetched.
         allowed = self._allowed(art, f, skip) if f.narrowing else None
-        page, more = self._page(art, ranking, f, story, query, curated, skip, allowed)
+        page, more = self._pick(art, ranking, f, curated, skip, allowed)
         if allowed is not None and not more and len(page) < f.k:
             ranked = model.rank_queries(query.queries(), k=MAX_K, allowed=allowed)
-            page, more = self._page(art, (ranked.rows[0], ranked.scores[0]), f, story, query,
-                                    curated, skip, allowed)
-        return Answer(article=article, related=page, model=art.version, offset=f.offset,
+            ranking = (ranked.rows[0], ranked.scores[0])
+            page, more = self._pick(art, ranking, f, curated, skip, allowed)
+        return Answer(article=article, related=self._related(art, ranking, f, story, query,
+                                                             page),
+                      model=art.version, offset=f.offset,
                       next_offset=f.offset + len(page) if more else None)
 
     def _allowed(self, art: Artifact, f: Filters, skip: set[int]) -> np.ndarray:
@@ -378,17 +374,16 @@ class Recommender:
         allowed[[r for r in map(art.row_of, skip) if r is not None]] = False
         return allowed
 
-    def _page(self, art: Artifact, ranking: tuple, f: Filters, story: Story, query: Query,
-              curated: list[int], skip: set[int],
-              allowed: np.ndarray | None = None) -> tuple[list[Related], bool]:
-        """Stories `offset` to `offset + k` of the answer, and whether more follow."""
-        rows, scores = ranking
+    def _pick(self, art: Artifact, ranking: tuple, f: Filters, curated: list[int],
+              skip: set[int], allowed: np.ndarray | None
+              ) -> tuple[list[tuple[Story, bool, list[Story]]], bool]:
+        """Stories `offset` to `offset + k` of the answer (each with whether the editor
+        listed it, and the copies collapsed into it), and whether more follow."""
+        rows = ranking[0]
         valid = rows >= 0
         if allowed is not None:
             valid &= allowed[np.maximum(rows, 0)]
-        rows, scores = rows[valid], scores[valid]
-        ids = art.model.ids_[rows].tolist()  # one gather, not one per row
-        score_of = dict(zip(ids, scores.tolist(), strict=True))
+        ids = art.model.ids_[rows[valid]].tolist()  # one gather, not one per row
         listed = set(curated)
         first = curated if f.curated == "first" else []
         picks = set(first)
@@ -410,14 +405,23 @@ class Recommender:
             picked.append((found, sid in listed, []))
             if len(picked) > f.offset + f.k:
                 break
-        more = len(picked) > f.offset + f.k
-        page = picked[f.offset:f.offset + f.k]
+        return picked[f.offset:f.offset + f.k], len(picked) > f.offset + f.k
+
+    def _related(self, art: Artifact, ranking: tuple, f: Filters, story: Story, query: Query,
+                 page: list[tuple[Story, bool, list[Story]]]) -> list[Related]:
+        """The page's stories as answered: score, reasons, days apart, collapsed copies."""
+        rows, scores = ranking
+        valid = rows >= 0
+        score_of = dict(zip(art.model.ids_[rows[valid]].tolist(), scores[valid].tolist(),
+                            strict=True))
         listers = self._listers(art, query, [s.id for s, _, _ in page])
-        return [Related(s, score_of.get(s.id),
-                        explain(art, query, story, s, is_curated and bool(first),
-                                listers.get(s.id), also),
-                        _days_apart(story, s), is_curated, also)
-                for s, is_curated, also in page], more
+        out = []
+        for s, is_curated, also in page:
+            gap = _days_apart(story, s)
+            reasons = explain(art, query, story, s, is_curated and f.curated == "first",
+                              listers.get(s.id), also, gap)
+            out.append(Related(s, score_of.get(s.id), reasons, gap, is_curated, also))
+        return out
 
     @staticmethod
     def _same(art: Artifact, a: Story, b: Story) -> bool:
@@ -437,10 +441,10 @@ class Recommender:
 
 
 def explain(art: Artifact, query: Query, article: Story, story: Story, curated: bool,
-            lister: Story | None, also: Sequence[Story] = ()) -> list[str]:
+            lister: Story | None, also: Sequence[Story], gap: float | None) -> list[str]:
     """Why `story` is related to `article`, in the terms of the evidence the ranker reads:
     shared terms, the editors' lists, topics, provider, closeness in time. Never empty.
-    `curated`: the story stands in the answer as the editor's pick."""
+    `curated`: the story stands in the answer as the editor's pick; `gap`: its days apart."""
     reasons = []
     if curated:
         reasons.append("in the editors' curated list for this story")
@@ -457,7 +461,6 @@ def explain(art: Artifact, query: Query, article: Story, story: Story, curated: 
     topics = sorted(set(article.topics) & set(story.topics))
     if topics:
         reasons.append("same topic: " + ", ".join(topics[:3]))
-    gap = _days_apart(article, story)
     if gap is not None and abs(gap) < 3.5:
         reasons.append("published the same day" if abs(gap) < 1 else
                        f"published within {math.ceil(abs(gap))} days")

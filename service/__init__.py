@@ -34,8 +34,8 @@ PAGE_HEADERS = (
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     app = Flask(__name__, instance_path=str(settings.instance_dir(config).resolve()))
-    app.config.from_mapping({name.upper(): settings.get(name, config=config)
-                             for name in settings.SETTINGS})
+    app.config.from_mapping({s.key: settings.get(s.name, config=config)
+                             for s in settings.SETTINGS.values()})
     app.config.from_mapping(config)
     app.config.update(CATALOG=settings.catalog_location(config=config),
                       MODELS=str(settings.models_dir(config=config)),
