@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +54,17 @@ class Artifact:
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    @property
+    def depth(self) -> int:
+        """How many stories deep this version ranks (its manifest's top_k): no answer pages
+        past it."""
+        return int(self.manifest.get("top_k", self.top_rows.shape[1]))
+
+    @functools.cached_property
+    def file_paths(self) -> list[str]:
+        """The version's files, the manifest last: what a server stats per request."""
+        return [str(self.path / name) for name in (*self.manifest["files"], MANIFEST)]
 
     def row_of(self, story_id: int) -> int | None:
         i = int(np.searchsorted(self.ids, story_id))
@@ -190,8 +202,11 @@ def versions(models_dir: Path) -> list[str]:
 
 
 def current_version(models_dir: Path) -> str | None:
-    link = Path(models_dir) / CURRENT
-    return os.readlink(link) if link.is_symlink() else None
+    """The version `current` names (a readlink per request: one system call)."""
+    try:
+        return os.readlink(os.path.join(models_dir, CURRENT))
+    except OSError:  # no link yet (or not a link)
+        return None
 
 
 def prune(models_dir: Path, keep: int = KEEP_VERSIONS) -> list[str]:

@@ -18,6 +18,8 @@ from functools import cache
 import numpy as np
 import scipy.sparse as sp
 
+from . import sparse_rows
+
 DAY = 86400.0
 FEATURES = (
     "cos_full", "cos_title", "cos_full_rel", "rank_text", "days", "abs_days", "rank_date",
@@ -101,12 +103,6 @@ class Queries:
     rows: np.ndarray
 
 
-def csr_row(m, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row i of a CSR matrix as (column indices, values), without building a matrix."""
-    lo, hi = m.indptr[i], m.indptr[i + 1]
-    return m.indices[lo:hi], m.data[lo:hi]
-
-
 def _top(matrix: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the k largest entries of each row (unordered), k ≤ columns."""
     k = min(k, matrix.shape[1])
@@ -153,12 +149,36 @@ def _sparse_top(m: sp.csr_matrix, k: int, score: np.ndarray | None = None) -> np
 
 
 def _weights(b: int, n: int, cols: np.ndarray, vals: np.ndarray) -> sp.csr_matrix:
-    """B×N sparse matrix with `vals` at (row, cols[row]), rows normalised to sum 1."""
+    """B×N sparse matrix with `vals` at (row, cols[row]), rows normalised to sum 1 (a row's
+    columns are distinct). Built from its arrays directly: through scipy's constructors this
+    cost a single query more than the arithmetic. Row sums are taken as scipy takes them
+    (a reduceat over each row in ascending columns) and rows are stored in descending column
+    order, as scipy's own construction (COO, then a diagonal product) left them: the votes
+    come out to the bit."""
     keep = (cols >= 0) & (vals > 0)
-    rows = np.repeat(np.arange(b), cols.shape[1])[keep.ravel()]
-    w = sp.csr_matrix((vals[keep].astype(np.float32), (rows, cols[keep])), shape=(b, n))
-    sums = np.asarray(w.sum(axis=1)).ravel()
-    return (sp.diags(1.0 / np.maximum(sums, 1e-9)) @ w).tocsr()
+    order = np.argsort(np.where(keep, cols, n), axis=1, kind="stable")  # kept, ascending
+    cols = np.take_along_axis(cols, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
+    counts = np.take_along_axis(keep, order, axis=1).sum(axis=1)
+    ascending = np.arange(cols.shape[1])[None, :] < counts[:, None]
+    data = vals[ascending]
+    scale = np.float32(1.0) / np.maximum(_row_sums(data, counts), np.float32(1e-9))
+    descending = ascending[:, ::-1]
+    data = (vals[:, ::-1][descending] * np.repeat(scale, counts)).astype(np.float32)
+    indptr = np.r_[0, np.cumsum(counts)].astype(np.int32)
+    return sp.csr_matrix((data, cols[:, ::-1][descending].astype(np.int32), indptr),
+                         shape=(b, n))
+
+
+def _row_sums(data: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Sums of consecutive runs of `data` (`counts` long; 0 for an empty run), summed as
+    scipy's sparse `sum(axis=1)` sums a row, so results match it to the bit."""
+    sums = np.zeros(len(counts), dtype=data.dtype)
+    nonempty = counts > 0
+    if nonempty.any():
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+        sums[nonempty] = np.add.reduceat(data, starts[nonempty])
+    return sums
 
 
 def _rank_within(query: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -187,14 +207,33 @@ def _prune(m: sp.csr_matrix, terms: int, too_common: np.ndarray | None = None) -
     return m
 
 
-def _rowwise_dot(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
-    return np.asarray(a.multiply(b).sum(axis=1)).ravel().astype(np.float32)
+def _rowwise_dot(a: sp.csr_matrix, query: np.ndarray, b: sp.csr_matrix,
+                 cand: np.ndarray) -> np.ndarray:
+    """Per pair, the dot product of row query[i] of `a` with row cand[i] of `b`, without
+    building the pairs' matrices: the products over shared columns, in ascending column
+    order, summed as scipy's `a[query].multiply(b[cand]).sum(axis=1)` summed them (equal to
+    the bit; both matrices hold each row's columns sorted)."""
+    owner, cols, b_vals = sparse_rows.gather(b, cand)
+    prod = _lookup(a, query[owner], cols) * b_vals.astype(np.float32)
+    hit = prod != 0
+    return _row_sums(prod[hit], np.bincount(owner[hit], minlength=len(cand)))
 
 
 def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    if len(rows) == 0:
-        return np.empty(0, dtype=np.float32)
-    return np.asarray(m[rows, cols]).ravel().astype(np.float32)
+    """Values of csr `m` at (rows[i], cols[i]), 0 where none is stored (a row holds a column
+    at most once). A binary search over the entries' (row, column) keys, in numpy: scipy's
+    fancy indexing validated and converted more than it looked up."""
+    if len(rows) == 0 or m.nnz == 0:
+        return np.zeros(len(rows), dtype=np.float32)
+    keys = np.repeat(np.arange(m.shape[0], dtype=np.int64) * m.shape[1], np.diff(m.indptr))
+    keys += m.indices
+    order = None if m.has_sorted_indices else np.argsort(keys, kind="stable")
+    if order is not None:
+        keys = keys[order]
+    want = rows.astype(np.int64) * m.shape[1] + cols
+    pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    at = pos if order is None else order[pos]
+    return np.where(keys[pos] == want, m.data[at], 0).astype(np.float32)
 
 
 def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, n_date: int,
@@ -288,7 +327,7 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
 
     @cache
     def cos() -> np.ndarray:
-        return _rowwise_dot(q.full[query], index.full[cand])
+        return _rowwise_dot(q.full, query, index.full, cand)
 
     @cache
     def days() -> np.ndarray:
@@ -321,7 +360,7 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
 
     @cache
     def topic_overlap() -> np.ndarray:
-        return _rowwise_dot(q.topics[query], index.topics[cand])
+        return _rowwise_dot(q.topics, query, index.topics, cand)
 
     @cache
     def q_has_topics() -> np.ndarray:
@@ -337,7 +376,7 @@ def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,
 
     columns: dict[str, Callable[[], np.ndarray]] = {
         "cos_full": cos,
-        "cos_title": lambda: _rowwise_dot(q.title[query], index.title[cand]),
+        "cos_title": lambda: _rowwise_dot(q.title, query, index.title, cand),
         "cos_full_rel": lambda: cos() / np.maximum(row_max()[query], 1e-6),
         "rank_text": lambda: _rank_within(query, -cos()),
         "days": days,

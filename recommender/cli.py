@@ -140,12 +140,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         filters = Filters.parse(text.get, lambda name: args.exclude if name == "exclude" else [])
         rec = Recommender(settings.catalog_location(args.catalog),
                           settings.models_dir(args.models))
-        if args.url:
-            answer = rec.by_url(args.url, filters)
-        else:
-            answer = rec.for_article(args.title, args.excerpt or "", args.published, None,
-                                     filters, provider=args.article_provider,
-                                     topics=args.topic)
+        try:
+            if args.url:
+                answer = rec.by_url(args.url, filters)
+            else:
+                answer = rec.for_article(args.title, args.excerpt or "", args.published,
+                                         None, filters, provider=args.article_provider,
+                                         topics=args.topic)
+        finally:
+            rec.close()
     except (NotFound, ValueError, BadFile) as exc:
         _err(f"error: {exc}")
         return 1

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .candidates import Index, csr_row
+from . import sparse_rows
+from .candidates import Index
 
 DAYS = 2.0
 TITLE_COS = 0.6
@@ -38,30 +39,29 @@ def title_key(title: str) -> str:
     return " ".join(re.findall(r"\w+", folded))
 
 
-def _cos(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
-    _, ia, ib = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
-    return float(np.dot(a[1][ia], b[1][ib])) if len(ia) else 0.0
-
-
-def same_announcement(index: Index, a: int, b: int, days: float = DAYS,
-                      title_cos: float = TITLE_COS, text_cos: float = TEXT_COS) -> bool:
-    """Whether catalog rows `a` and `b` report one announcement (the module's rule)."""
-    gap = abs(index.times[a] - index.times[b])
-    if not gap <= days:  # an undated story (NaN) is never collapsed by this rule
-        return False
-    return (_cos(csr_row(index.title, a), csr_row(index.title, b)) >= title_cos
-            or _cos(csr_row(index.full, a), csr_row(index.full, b)) >= text_cos)
+def same_pairs(index: Index, rows: Sequence[int], days: float = DAYS,
+               title_cos: float = TITLE_COS, text_cos: float = TEXT_COS) -> np.ndarray:
+    """Whether each two of catalog `rows` report one announcement (the module's rule), as a
+    len(rows)² bool array; the diagonal is True."""
+    rows = np.asarray(rows, dtype=np.int64)
+    times = index.times[rows]
+    with np.errstate(invalid="ignore"):  # an undated story (NaN) is never collapsed by this rule
+        near = np.abs(times[:, None] - times[None, :]) <= days
+    return near & ((sparse_rows.gram(index.title, rows) >= title_cos)
+                   | (sparse_rows.gram(index.full, rows) >= text_cos))
 
 
 def collapse(index: Index, rows: Sequence[int], **rule: float) -> list[tuple[int, list[int]]]:
     """Rows in rank order → (kept row, the rows collapsed into it), greedily: each row joins
     the first earlier entry it is the same announcement as, else opens an entry."""
+    same = same_pairs(index, rows, **rule)
     entries: list[tuple[int, list[int]]] = []
-    for row in rows:
-        for head, also in entries:
-            if same_announcement(index, head, row, **rule):
-                also.append(row)
-                break
-        else:
+    heads: list[int] = []  # positions in `rows` of the entries' kept rows
+    for pos, row in enumerate(rows):
+        head = next((e for e, h in enumerate(heads) if same[h, pos]), None)
+        if head is None:
+            heads.append(pos)
             entries.append((row, []))
+        else:
+            entries[head][1].append(row)
     return entries

@@ -35,11 +35,11 @@ REVERIFY_SECONDS: float = SETTINGS["reverify_seconds"].default
 def _stamp(art: Artifact) -> tuple:
     """What a stat tells of the version's files; any write, truncation or swap changes it."""
     stamp = []
-    for name in (*art.manifest["files"], artifact.MANIFEST):
+    for path in art.file_paths:
         try:
-            st = os.stat(art.path / name)
+            st = os.stat(path)
         except OSError:
-            return ("missing", name)
+            return ("missing", path)
         stamp.append((st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(stamp)
 

@@ -21,10 +21,12 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
+from . import sparse_rows
 from .candidates import DAY, FEATURES, Index, Queries, generate
 from .catalog import Snapshot
 from .graph import adjacency, without
 from .ranker import LambdaRanker
+from .sparse_rows import Row
 from .text import TextFeatures
 
 
@@ -34,6 +36,14 @@ class Ranking:
 
     rows: np.ndarray  # (queries, k) int64
     scores: np.ndarray  # (queries, k) float32
+
+
+@dataclass
+class Evidence:
+    """What the model can show of why it ranked a candidate for a query."""
+
+    terms: list[str]  # shared title and excerpt terms, heaviest in the pair's cosine first
+    lister: int | None  # row of the story most like the query whose curated list holds it
 
 
 def _codes(values: Sequence[str | None]) -> tuple[dict[str, int], np.ndarray]:
@@ -60,15 +70,6 @@ def _joined(parts: list[Ranking], k: int) -> Ranking:
         return Ranking(np.empty((0, k), np.int64), np.empty((0, k), np.float32))
     return Ranking(np.concatenate([p.rows for p in parts]),
                    np.concatenate([p.scores for p in parts]))
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The concatenated index ranges [start, start + length) of each pair."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
-    return offsets + np.arange(total)
 
 
 def top_k(query: np.ndarray, cand: np.ndarray, scores: np.ndarray, n_queries: int,
@@ -309,39 +310,39 @@ class RelatedModel(BaseEstimator):
         check_is_fitted(self, "ranker_")
         return self._queries(self.index_, np.array([row], dtype=np.int64))
 
-    def listed_beside(self, query: tuple[np.ndarray, np.ndarray], own: int,
-                      rows: Sequence[int | None]) -> dict[int, int]:
-        """For each candidate row (by position in `rows`), the row of the story most like
-        the query (its TF-IDF row as (columns, weights)), whose curated list holds the
-        candidate, the query's own row `own` aside: the graph evidence of a pair, in a form
-        an editor can read. One vectorised pass over every candidate's listers."""
+    def explain(self, query: Row, own: int, rows: Sequence[int | None],
+                n_terms: int = 3) -> list[Evidence]:
+        """The evidence behind each candidate row (None: a story the model has no row for),
+        for `query` (its TF-IDF row) whose own row is `own` (-1 for a new article): the
+        terms it shares with the query that weigh most in their cosine, and the story most
+        like the query whose curated list holds it (the graph evidence of the pair, in a form
+        an editor can read). One vectorised pass over the page."""
         check_is_fitted(self, "ranker_")
-        gt, full = self.index_.graph_t, self.index_.full
+        index = self.index_
         known = [(i, r) for i, r in enumerate(rows) if r is not None]
+        evidence = [Evidence([], None) for _ in rows]
         if not known or len(query[0]) == 0:
-            return {}
-        pos, cand = np.array([i for i, _ in known]), np.array([r for _, r in known])
-        counts = gt.indptr[cand + 1] - gt.indptr[cand]
-        listers = gt.indices[_ranges(gt.indptr[cand], counts)]
-        owner = np.repeat(pos, counts)
+            return evidence
+        pos = np.array([i for i, _ in known])
+        cand = np.array([r for _, r in known], dtype=np.int64)
+        owner, cols, prod = sparse_rows.products(query, index.full, cand)
+        # Per candidate, its heaviest shared terms (ties: the lower column).
+        order = np.lexsort((cols, -prod, owner))
+        rank = np.arange(len(order)) - np.searchsorted(owner[order], owner[order])
+        for o, c in zip(owner[order][rank < n_terms].tolist(),
+                        cols[order][rank < n_terms].tolist(), strict=True):
+            evidence[pos[o]].terms.append(self.text_.term(c))
+        owner, listers = sparse_rows.gather(index.graph_t, cand)[:2]
         keep = listers != own
-        listers, owner = listers[keep], owner[keep]
-        if len(listers) == 0:
-            return {}
-        lengths = full.indptr[listers + 1] - full.indptr[listers]
-        at = _ranges(full.indptr[listers], lengths)
-        cols, order = query[0], np.argsort(query[0])
-        j = np.clip(np.searchsorted(cols[order], full.indices[at]), 0, len(cols) - 1)
-        hit = cols[order][j] == full.indices[at]
-        products = np.where(hit, full.data[at] * query[1][order][j], 0.0)
-        sims = np.bincount(np.repeat(np.arange(len(listers)), lengths), products,
-                           minlength=len(listers))
-        # Per owner, the most similar lister (ties: the lower row), if similar at all.
+        owner, listers = owner[keep], listers[keep]
+        sims = sparse_rows.dots(query, index.full, listers)
+        # Per candidate, the most similar lister (ties: the lower row), if similar at all.
         order = np.lexsort((listers, -sims, owner))
-        first = np.r_[True, owner[order][1:] != owner[order][:-1]]
+        first = np.r_[True, owner[order][1:] != owner[order][:-1]][:len(order)]
         top = order[first]
-        top = top[sims[top] > 0]
-        return dict(zip(owner[top].tolist(), listers[top].tolist(), strict=True))
+        for t in top[sims[top] > 0].tolist():
+            evidence[pos[owner[t]]].lister = int(listers[t])
+        return evidence
 
     def rank_new(self, title: str, excerpt: str, published_days: float | None = None,
                  provider: str | None = None, topics: Sequence[str] = (),

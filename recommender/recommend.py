@@ -12,33 +12,41 @@ recorded in the manifest), since story ids of one catalog mean nothing in anothe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import math
 import re
+import sqlite3
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from . import database
 from .artifact import TOP_K, Artifact, ArtifactError
-from .candidates import DAY, Queries, csr_row
+from .candidates import DAY, Queries
 from .catalog import Catalog, CatalogError, Story
-from .collapse import same_announcement, title_key
+from .catalog_pool import CatalogPool
+from .collapse import same_pairs, title_key
 from .frontmatter import iso_utc
 from .holder import REVERIFY_SECONDS, ModelHolder
 from .settings import SETTINGS
+from .sparse_rows import csr_row
 from .urls import InvalidURL, canonical_url, is_web_url
 
 log = logging.getLogger(__name__)
-MAX_K = TOP_K  # k and offset + k: an answer is never deeper than the precomputed ranking
+# k and offset + k as the API documents them; a served model may rank less deep (its
+# manifest's top_k, checked when answering).
+MAX_K = TOP_K
 MAX_TOPICS = 100  # topics a new article may name
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class NotFound(LookupError):
@@ -139,22 +147,22 @@ class Answer:
                 "model": self.model, "offset": self.offset, "next_offset": self.next_offset}
 
 
-class AnswerCache:
-    """A small LRU of serialized answers (JSON bytes, ~8 KB each) for one generation: the
-    model version and the catalog's import counter. A retrain or an import starts a new
-    generation and drops the old one whole, so answers are never stale and memory does not
-    grow with the number of retrains a worker lives through."""
+class GenerationCache(Generic[K, V]):
+    """A small LRU for one generation: the model version and the catalog's import counter
+    (answers as JSON bytes, stories as read). A retrain or an import starts a new generation
+    and drops the old one whole, so nothing is served stale and memory does not grow with
+    the number of retrains a worker lives through."""
 
-    def __init__(self, size: int = 8192) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
         self._generation: tuple | None = None
-        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, generation: tuple, key: tuple) -> bytes | None:
+    def get(self, generation: tuple, key: K) -> V | None:
         with self._lock:
             if generation != self._generation:
                 return None
@@ -163,17 +171,65 @@ class AnswerCache:
                 self._items.move_to_end(key)
             return answer
 
-    def put(self, generation: tuple, key: tuple, answer: bytes) -> None:
+    def put(self, generation: tuple, key: K, value: V) -> None:
         with self._lock:
             if generation != self._generation:
                 self._items.clear()
                 self._generation = generation
-            self._items[key] = answer
+            self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+class SharedAnswers:
+    """Answers shared by a server's worker processes (diskcache: SQLite in a directory), so
+    an article's answer is computed once per server instead of once per worker. Keys name
+    the generation, so old answers are never served, only evicted (the least recently stored
+    first: a read writes nothing). A cache never fails a request: an error reading or
+    writing it is logged once and the answer computed."""
+
+    def __init__(self, directory: str, size_mb: int) -> None:
+        import diskcache
+
+        class BytesOnly(diskcache.Disk):
+            """Values are answers (bytes) only: a pickle found in the directory is refused,
+            never loaded (loading one runs whatever code it names)."""
+
+            def fetch(self, mode, filename, value, read):  # noqa: ANN001 - diskcache's
+                if mode == diskcache.core.MODE_PICKLE:
+                    raise ValueError("not an answer")
+                return super().fetch(mode, filename, value, read)
+
+        self._errors = (diskcache.Timeout, sqlite3.Error, OSError, ValueError)
+        self._cache = diskcache.Cache(directory, size_limit=size_mb << 20,
+                                      eviction_policy="least-recently-stored", disk=BytesOnly)
+        self._warned = False
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._cache.get(key, retry=False)
+        except self._errors as exc:
+            self._warn(exc)
+            return None
+
+    def put(self, key: str, body: bytes) -> None:
+        try:
+            self._cache.set(key, body, retry=False)
+        except self._errors as exc:
+            self._warn(exc)
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("shared answer cache unavailable (answers computed instead): %s", exc)
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _days(iso: str | None) -> float | None:
     if not iso:
         return None
@@ -220,36 +276,57 @@ class Recommender:
 
     def __init__(self, catalog_location: str, models_dir: Path,
                  cache_size: int = SETTINGS["answer_cache"].default,
-                 reverify_seconds: float = REVERIFY_SECONDS) -> None:
+                 reverify_seconds: float = REVERIFY_SECONDS,
+                 story_cache_size: int = SETTINGS["story_cache"].default,
+                 shared: SharedAnswers | None = None, idle_connections: int = 4) -> None:
         self.catalog_location = catalog_location
+        self.pool = CatalogPool(catalog_location, idle_connections)
         self.models_dir = Path(models_dir)
         self.holder = ModelHolder(self.models_dir, reverify_seconds)
         self._local = threading.local()
-        self.cache = AnswerCache(cache_size)
+        self.cache: GenerationCache[tuple, bytes] = GenerationCache(cache_size)
+        self.story_cache: GenerationCache[int, Story] = GenerationCache(story_cache_size)
+        self.shared = shared
+        # Answers by URL by where they came from (this worker's cache, the workers' shared
+        # cache, computed): what /readyz shows of the caches' use.
+        self.answers: Counter[str] = Counter(cached=0, shared=0, computed=0)
         self.holder.follow_now()  # a worker loads its model before its first request
 
     # -- state ----------------------------------------------------------------------------
 
     @property
     def catalog(self) -> Catalog:
-        """One read-only connection per thread (sqlite3 connections are not thread-safe),
-        opened again when the catalog's file was replaced (moved away, rebuilt)."""
+        """The catalog connection of this thread's request, taken from the pool on first use
+        and given back by `release` when the request ends."""
         cat = getattr(self._local, "catalog", None)
-        if cat is not None and cat.replaced():
-            cat.close()
-            cat = self._local.catalog = None
         if cat is None:
-            cat = self._local.catalog = Catalog(self.catalog_location, readonly=True)
+            cat = self._local.catalog = self.pool.take()
         return cat
+
+    def release(self) -> None:
+        """The end of a request on this thread: its connection goes back to the pool."""
+        cat = getattr(self._local, "catalog", None)
+        if cat is not None:
+            self._local.catalog = None
+            self.pool.give(cat)
+
+    def close(self) -> None:
+        """Close every connection and drop the served model (a shutting-down process)."""
+        self.release()
+        self.pool.close()
+        self.holder.close()
+        if self.shared:
+            self.shared.close()
 
     @property
     def artifact(self) -> Artifact:
         """The served model version, checked against the catalog it answers from."""
-        return self._matched()[0]
+        return self._matched().art
 
-    def _matched(self) -> tuple[Artifact, int]:
-        """(served version, import counter), refusing to pair a model with a catalog other
-        than the one it was trained on: story ids of one catalog mean nothing in another."""
+    def _matched(self) -> _Served:
+        """The served version with the catalog state it answers from, refusing to pair a
+        model with a catalog other than the one it was trained on: story ids of one catalog
+        mean nothing in another."""
         catalog_id, seq = self.catalog.identity()
         art = self.holder.get()
         if _catalog_id(art) != catalog_id:
@@ -260,20 +337,36 @@ class Recommender:
                     f"model {art.version} was trained on another catalog than "
                     f"{self.catalog.path} (catalog {catalog_id or 'without an id'}, the "
                     f"model's {_catalog_id(art) or 'none'}): run `recommender train`")
-        return art, seq
+        return _Served(art, (catalog_id, seq))
 
-    def _guarded(self, answer: Callable[[Artifact], T], art: Artifact) -> T:
-        """`answer(art)`; on an unexpected error the version's files are verified again, and
-        if they fail the request is answered once more from the version served now."""
+    def _guarded(self, answer: Callable[[_Served], T], served: _Served) -> T:
+        """`answer(served)`; on an unexpected error the version's files are verified again,
+        and if they fail the request is answered once more from the version served now."""
         try:
-            return answer(art)
+            return answer(served)
         except (NotFound, ArtifactError, CatalogError):
             raise
         except Exception as exc:
-            if database.is_database_error(exc) or not self.holder.recheck(art):
+            if database.is_database_error(exc) or not self.holder.recheck(served.art):
                 raise
             log.warning("answered again after %s from a damaged model", type(exc).__name__)
-            return answer(self._matched()[0])
+            return answer(self._matched())
+
+    def _stories(self, served: _Served, ids: Sequence[int]) -> dict[int, Story]:
+        """Stories by id, through a cache of this catalog state (a ranking's stories recur
+        from one article's answer to the next)."""
+        out, missing = {}, []
+        for i in ids:
+            story = self.story_cache.get(served.catalog, i)
+            if story is None:
+                missing.append(i)
+            else:
+                out[i] = story
+        if missing:
+            for i, story in self.catalog.stories(missing).items():
+                self.story_cache.put(served.catalog, i, story)
+                out[i] = story
+        return out
 
     # -- answers --------------------------------------------------------------------------
 
@@ -281,26 +374,37 @@ class Recommender:
         """`by_url` as JSON bytes, from the cache when this model and catalog state answered
         the same request before (pages ask for the same articles again and again)."""
         key = _checked_key(url)
-        art, seq = self._matched()  # once: the cache key and the answer name the same model
-        generation = (art.version, _catalog_id(art), seq)
+        served = self._matched()  # once: the cache key and the answer name the same model
+        generation = (served.art.version, *served.catalog)
         cache_key = (key, filters)
         body = self.cache.get(generation, cache_key)
-        if body is None:
-            body = json.dumps(self._guarded(lambda a: self._by_url(a, url, filters),
-                                            art).payload()).encode()
-            self.cache.put(generation, cache_key, body)
+        if body is not None:
+            self.answers["cached"] += 1
+            return body
+        shared_key = repr((generation, cache_key))
+        body = self.shared.get(shared_key) if self.shared else None
+        if body is not None:
+            self.answers["shared"] += 1
+        else:
+            body = json.dumps(self._guarded(lambda s: self._by_url(s, url, filters),
+                                            served).payload()).encode()
+            self.answers["computed"] += 1
+            if self.shared:
+                self.shared.put(shared_key, body)
+        self.cache.put(generation, cache_key, body)
         return body
 
     def by_url(self, url: str, filters: Filters) -> Answer:
         _checked_key(url)
-        return self._guarded(lambda a: self._by_url(a, url, filters), self.artifact)
+        return self._guarded(lambda s: self._by_url(s, url, filters), self._matched())
 
-    def _by_url(self, art: Artifact, url: str, filters: Filters) -> Answer:
+    def _by_url(self, served: _Served, url: str, filters: Filters) -> Answer:
+        art = served.art
         story_id = self.catalog.story_id_for(url)
-        if story_id is None:
+        story = None if story_id is None else self._stories(served, [story_id]).get(story_id)
+        if story is None:
             raise NotFound(f"no story in the catalog for {url}")
-        story = self.catalog.story(story_id)
-        row = art.row_of(story_id)
+        row = art.row_of(story.id)
         model = art.model
         if row is not None:
             query = Query(csr_row(model.index_.full, row), row,
@@ -311,8 +415,8 @@ class Recommender:
                                               _days(story.published), story.provider_name,
                                               story.topics))
             ranking = None
-        curated = self.catalog.curated(story_id)
-        return self._answer(art, query, ranking, filters, story, curated, skip={story_id},
+        curated = self.catalog.curated(story.id)
+        return self._answer(served, query, ranking, filters, story, curated, skip={story.id},
                             article=story_view(story))
 
     def for_article(self, title: str, excerpt: str, published: str | None, url: str | None,
@@ -322,40 +426,43 @@ class Recommender:
         article = {"url": url, "title": title, "excerpt": excerpt, "provider": provider,
                    "publishedDateTime": published_iso, "image": None}
 
-        def answer(art: Artifact) -> Answer:
-            query = Query.new(art.model.new_query(title, excerpt, _days(published_iso),
-                                                  provider, topics))
+        def answer(served: _Served) -> Answer:
+            query = Query.new(served.art.model.new_query(title, excerpt, _days(published_iso),
+                                                         provider, topics))
             known = self.catalog.story_id_for(url) if url else None
             pseudo = Story(id=-1, key="", url=url or "", urls={}, title=title, excerpt=excerpt,
                            published=published_iso, provider_name=provider,
                            provider_domain=None, topics=list(topics), image=None,
                            quality=None, heat=None, type=None, has_file=False,
                            file_rank=None, changed_seq=0)
-            return self._answer(art, query, None, filters, pseudo, [],
+            return self._answer(served, query, None, filters, pseudo, [],
                                 skip={known} - {None}, article=article)
 
-        return self._guarded(answer, self.artifact)
+        return self._guarded(answer, self._matched())
 
-    def _answer(self, art: Artifact, query: Query, ranking: tuple | None, f: Filters,
+    def _answer(self, served: _Served, query: Query, ranking: tuple | None, f: Filters,
                 story: Story, curated: list[int], skip: set[int], article: dict) -> Answer:
         """The page of related stories: the editor's curated picks first (when asked), then
         the model's ranking; filtered, de-duplicated, paged. When the filters leave the
         ranking short of the page, the model ranks again among the stories they admit."""
-        model = art.model
+        art, model = served.art, served.art.model
+        if f.offset + f.k > art.depth:
+            raise ValueError(f"offset + k must not exceed {art.depth}, the depth of the "
+                             f"rankings of model {art.version}")
         if ranking is None:
-            ranked = model.rank_queries(query.queries(), k=MAX_K)
+            ranked = model.rank_queries(query.queries(), k=art.depth)
             ranking = (ranked.rows[0], ranked.scores[0])
         excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
         skip = skip | excluded
         # The model's own dates and providers thin the ranking before any story is fetched.
         allowed = self._allowed(art, f, skip) if f.narrowing else None
-        page, more = self._pick(art, ranking, f, curated, skip, allowed)
+        page, more = self._pick(served, ranking, f, curated, skip, allowed)
         if allowed is not None and not more and len(page) < f.k:
-            ranked = model.rank_queries(query.queries(), k=MAX_K, allowed=allowed)
+            ranked = model.rank_queries(query.queries(), k=art.depth, allowed=allowed)
             ranking = (ranked.rows[0], ranked.scores[0])
-            page, more = self._pick(art, ranking, f, curated, skip, allowed)
-        return Answer(article=article, related=self._related(art, ranking, f, story, query,
-                                                             page),
+            page, more = self._pick(served, ranking, f, curated, skip, allowed)
+        return Answer(article=article,
+                      related=self._related(served, ranking, f, story, query, page),
                       model=art.version, offset=f.offset,
                       next_offset=f.offset + len(page) if more else None)
 
@@ -374,85 +481,118 @@ class Recommender:
         allowed[[r for r in map(art.row_of, skip) if r is not None]] = False
         return allowed
 
-    def _pick(self, art: Artifact, ranking: tuple, f: Filters, curated: list[int],
-              skip: set[int], allowed: np.ndarray | None
-              ) -> tuple[list[tuple[Story, bool, list[Story]]], bool]:
-        """Stories `offset` to `offset + k` of the answer (each with whether the editor
-        listed it, and the copies collapsed into it), and whether more follow."""
+    def _pick(self, served: _Served, ranking: tuple, f: Filters, curated: list[int],
+              skip: set[int], allowed: np.ndarray | None) -> tuple[list[_Entry], bool]:
+        """Entries `offset` to `offset + k` of the answer, and whether more follow."""
+        art = served.art
         rows = ranking[0]
         valid = rows >= 0
         if allowed is not None:
             valid &= allowed[np.maximum(rows, 0)]
-        ids = art.model.ids_[rows[valid]].tolist()  # one gather, not one per row
+        rows = rows[valid]
+        ids = art.model.ids_[rows].tolist()  # one gather, not one per row
         listed = set(curated)
         first = curated if f.curated == "first" else []
         picks = set(first)
         order = first + [i for i in ids if i not in picks]
-        picked: list[tuple[Story, bool, list[Story]]] = []
+        row_of = dict(zip(ids, rows.tolist(), strict=True))
+        same = _SameAnnouncement(art, [row_of[i] if i in row_of else art.row_of(i)
+                                       for i in order])
+        picked: list[_Entry] = []
         chunk = f.offset + f.k + 6  # fetch only as far down the ranking as the filters need
         stories: dict[int, Story] = {}
         for pos, sid in enumerate(order):
             if pos % chunk == 0:
-                stories = self.catalog.stories(order[pos:pos + chunk])
+                stories = self._stories(served, order[pos:pos + chunk])
             found = stories.get(sid)
             if found is None or sid in skip or not f.admits(found):
                 continue
             if f.dedupe and sid not in listed:  # an editor's picks are kept as picked
-                head = next((e for e in picked if self._same(art, e[0], found)), None)
+                head = next((e for e in picked if same(e, pos, found)), None)
                 if head is not None:
-                    head[2].append(found)
+                    head.also.append(found)
                     continue
-            picked.append((found, sid in listed, []))
+            picked.append(_Entry(found, pos, same.rows[pos], sid in listed))
             if len(picked) > f.offset + f.k:
                 break
         return picked[f.offset:f.offset + f.k], len(picked) > f.offset + f.k
 
-    def _related(self, art: Artifact, ranking: tuple, f: Filters, story: Story, query: Query,
-                 page: list[tuple[Story, bool, list[Story]]]) -> list[Related]:
+    def _related(self, served: _Served, ranking: tuple, f: Filters, story: Story,
+                 query: Query, page: list[_Entry]) -> list[Related]:
         """The page's stories as answered: score, reasons, days apart, collapsed copies."""
+        art = served.art
         rows, scores = ranking
         valid = rows >= 0
         score_of = dict(zip(art.model.ids_[rows[valid]].tolist(), scores[valid].tolist(),
                             strict=True))
-        listers = self._listers(art, query, [s.id for s, _, _ in page])
+        evidence = art.model.explain(query.vec, query.row, [e.row for e in page])
+        listers = self._stories(served, [int(art.model.ids_[e.lister]) for e in evidence
+                                         if e.lister is not None])
         out = []
-        for s, is_curated, also in page:
+        for entry, why in zip(page, evidence, strict=True):
+            s = entry.story
             gap = _days_apart(story, s)
-            reasons = explain(art, query, story, s, is_curated and f.curated == "first",
-                              listers.get(s.id), also, gap)
-            out.append(Related(s, score_of.get(s.id), reasons, gap, is_curated, also))
+            lister = None if why.lister is None else listers.get(int(art.model.ids_[why.lister]))
+            reasons = _reasons(story, s, entry.curated and f.curated == "first", why.terms,
+                               lister, entry.also, gap)
+            out.append(Related(s, score_of.get(s.id), reasons, gap, entry.curated,
+                               entry.also))
         return out
 
-    @staticmethod
-    def _same(art: Artifact, a: Story, b: Story) -> bool:
-        """The collapsing rule (recommender.collapse); by title alone for a story the model
-        has no row for (imported since the last train)."""
-        ra, rb = art.row_of(a.id), art.row_of(b.id)
-        if ra is None or rb is None:
-            return title_key(a.title) == title_key(b.title)
-        return same_announcement(art.model.index_, ra, rb)
 
-    def _listers(self, art: Artifact, query: Query, ids: list[int]) -> dict[int, Story]:
-        """Per story, the story most like the query whose curated list holds it."""
-        found = art.model.listed_beside(query.vec, query.row, [art.row_of(i) for i in ids])
-        stories = self.catalog.stories(int(art.model.ids_[r]) for r in found.values())
-        return {ids[i]: stories[int(art.model.ids_[r])] for i, r in found.items()
-                if int(art.model.ids_[r]) in stories}
+@dataclass(frozen=True)
+class _Served:
+    """What one request is answered from: a model version and the catalog's state."""
+
+    art: Artifact
+    catalog: tuple[str | None, int]  # (catalog id, import counter)
 
 
-def explain(art: Artifact, query: Query, article: Story, story: Story, curated: bool,
-            lister: Story | None, also: Sequence[Story], gap: float | None) -> list[str]:
-    """Why `story` is related to `article`, in the terms of the evidence the ranker reads:
-    shared terms, the editors' lists, topics, provider, closeness in time. Never empty.
-    `curated`: the story stands in the answer as the editor's pick; `gap`: its days apart."""
+@dataclass
+class _Entry:
+    """A story on the page being picked: its position in the ranking walked, whether the
+    editor listed it, and the copies collapsed into it."""
+
+    story: Story
+    pos: int
+    row: int | None  # the model's (None: a story imported since the last train)
+    curated: bool
+    also: list[Story] = field(default_factory=list)
+
+
+class _SameAnnouncement:
+    """The collapsing rule (recommender.collapse) between positions of a ranking, computed
+    for a block of positions at once and extended when the walk goes past it; by title
+    alone for a story the model has no row for (imported since the last train)."""
+
+    def __init__(self, art: Artifact, rows: list[int | None], block: int = 32) -> None:
+        self.index, self.rows, self.block = art.model.index_, rows, block
+        self.same = np.zeros((0, 0), dtype=bool)
+
+    def __call__(self, head: _Entry, pos: int, story: Story) -> bool:
+        if self.rows[head.pos] is None or self.rows[pos] is None:
+            return title_key(head.story.title) == title_key(story.title)
+        if pos >= len(self.same):
+            n = min(len(self.rows), max(2 * len(self.same), pos + 1, self.block))
+            known = [i for i in range(n) if self.rows[i] is not None]
+            self.same = np.zeros((n, n), dtype=bool)
+            if known:
+                self.same[np.ix_(known, known)] = same_pairs(self.index,
+                                                             [self.rows[i] for i in known])
+        return bool(self.same[head.pos, pos])
+
+
+def _reasons(article: Story, story: Story, curated: bool, terms: list[str],
+             lister: Story | None, also: Sequence[Story], gap: float | None) -> list[str]:
+    """Why `story` is related to `article`, in the terms of the evidence the ranker reads
+    (the model's `explain`: shared terms, the editors' lists) and of what the catalog says
+    of both (topics, provider, closeness in time). Never empty. `curated`: the story stands
+    in the answer as the editor's pick; `gap`: its days apart."""
     reasons = []
     if curated:
         reasons.append("in the editors' curated list for this story")
-    row = art.row_of(story.id)
-    if row is not None:
-        terms = art.model.text_.shared_terms(query.vec, csr_row(art.model.index_.full, row))
-        if terms:
-            reasons.append("shared terms: " + ", ".join(terms))
+    if terms:
+        reasons.append("shared terms: " + ", ".join(terms))
     if lister is not None and not curated:
         reasons.append(f"listed by editors beside \u201c{_short(lister.title)}\u201d")
     if also:

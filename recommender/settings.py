@@ -75,6 +75,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("max_body", 64 * 1024, "largest POST body, in bytes (413 past it)"),
     Setting("answer_cache", 8192, "answers a worker caches per model version and catalog "
             "state"),
+    Setting("answer_cache_dir", "", "directory of the answer cache a server's workers share "
+            "(empty: `serve` makes a temporary one; each answer is then computed once per "
+            "server, not once per worker)"),
+    Setting("answer_cache_mb", 256, "size of the shared answer cache, in MB (the least "
+            "recently stored answers go first)"),
+    Setting("story_cache", 20000, "stories a worker keeps read per catalog state (a "
+            "ranking's stories recur from one answer to the next)"),
     Setting("reverify_seconds", 300.0, "seconds between background re-hashes of the served "
             "model's files"),
 ]}

@@ -95,20 +95,12 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         title = self.title_.transform(titles).tocsr()
         return full, title
 
-    def shared_terms(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
-                     n: int = 3) -> list[str]:
-        """The terms that contribute most to the cosine of two full-space rows, each given as
-        (column indices, weights) of a CSR row: no sparse objects on the request path."""
-        common, ia, ib = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
-        if len(common) == 0:
-            return []
-        contrib = a[1][ia] * b[1][ib]
-        order = np.argsort(-contrib, kind="stable")[:n]
+    def term(self, column: int) -> str:
+        """The full space's term at `column` (what a reason names)."""
         vocabulary = self.full_.vocabulary_
         if isinstance(vocabulary, TermIndex):
-            return [vocabulary.term(int(common[i])) for i in order]
-        names = self._terms()
-        return [str(names[common[i]]) for i in order]
+            return vocabulary.term(column)
+        return str(self._terms()[column])
 
     def _terms(self) -> np.ndarray:
         """Column → term while the vocabulary is still a dict (fitted in this process)."""

@@ -93,8 +93,16 @@ def web_url(url: str) -> str:
     return text
 
 
+# The common shape of a stored URL, which `web_url` accepts (a scheme, a dotted host, a path
+# without spaces or control characters): answers emit a score of these per request.
+_PLAIN_WEB_URL = re.compile(r"https?://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?:/[^\x00-\x20\x7f]*)?",
+                            re.IGNORECASE)
+
+
 def is_web_url(url: object) -> bool:
     """Whether `url` may be emitted as a link or an image source (see `web_url`)."""
+    if isinstance(url, str) and len(url) <= MAX_URL_CHARS and _PLAIN_WEB_URL.fullmatch(url):
+        return True
     try:
         web_url(url)  # type: ignore[arg-type]
     except InvalidURL:

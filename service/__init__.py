@@ -42,7 +42,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       MAX_CONTENT_LENGTH=app.config["MAX_BODY"])
     app.json.sort_keys = False
 
-    from . import api, health, openapi, pages
+    from . import api, core, health, openapi, pages
+    core.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)

@@ -120,8 +120,11 @@ def related_for_article():
         except BadFile as exc:
             _bad(str(exc))
     filters = _filters(request.args)
-    return _answer(recommender().for_article(title, excerpt, published, url, filters,
-                                             provider=provider, topics=topics))
+    try:
+        return _answer(recommender().for_article(title, excerpt, published, url, filters,
+                                                 provider=provider, topics=topics))
+    except ValueError as exc:  # past the served model's depth
+        _bad(str(exc))
 
 
 @bp.get("/model")

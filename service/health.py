@@ -22,5 +22,5 @@ def readyz():
     version = rec.artifact.version
     stories = rec.catalog.db.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
     refused = rec.holder.refused  # versions this worker found damaged and will not serve
-    return jsonify(status="ready", model=version, stories=stories,
+    return jsonify(status="ready", model=version, stories=stories, answers=dict(rec.answers),
                    **({"refused": refused} if refused else {}))

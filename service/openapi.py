@@ -105,7 +105,12 @@ SPEC = {
         "/readyz": {"get": {
             "operationId": "readyz", "summary": "Ready: model and catalog loaded.",
             "responses": {"200": {"description": "Ready.", "content": {"application/json": {
-                "schema": {"type": "object", "required": ["status", "model", "stories"]}}}},
+                "schema": {"type": "object", "required": ["status", "model", "stories"],
+                           "properties": {"answers": {
+                               "type": "object", "description":
+                               "This worker's answers by URL since it started: from its own "
+                               "cache, from the cache its server's workers share, computed.",
+                               "additionalProperties": {"type": "integer"}}}}}}},
                 "503": _error("Not ready; the message says why.")}}},
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document.",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 
 from gunicorn.app.base import BaseApplication
 
@@ -52,6 +55,19 @@ def serve(flags: dict | None = None) -> None:
     GuardedThreadWorker.read_timeout = value("read_timeout")
     GuardedThreadWorker.request_seconds = value("request_seconds")
     GuardedThreadWorker.body_limit = value("max_body")
+    cache_dir = value("answer_cache_dir")
+    own_cache = not cache_dir
+    if own_cache:  # the workers' shared answers, for the life of this server
+        cache_dir = tempfile.mkdtemp(prefix="recommender-answers-")
+    os.environ[settings.SETTINGS["answer_cache_dir"].env] = cache_dir  # read by create_app
+    try:
+        _run(value)
+    finally:
+        if own_cache:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def _run(value) -> None:
     _Server({
         "bind": f"{value('host')}:{value('port')}",
         "workers": value("workers"),

@@ -490,6 +490,33 @@ def test_gunicorn_cmd_args_and_settings_reach_the_server(seeds_catalog, seeds_mo
         stop_server(proc)
 
 
+def test_the_workers_answer_cache_lives_and_dies_with_the_server(seeds_catalog, seeds_models,
+                                                                 tmp_path):
+    """`serve` gives its workers one shared answer cache in a private temporary directory:
+    an answer asked for on many connections (both workers) is stored once, the directory
+    is readable by its owner only, and it is gone when the server stops."""
+    import stat
+
+    import diskcache
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"RECOMMENDER_CATALOG": str(seeds_catalog), "RECOMMENDER_MODELS": str(seeds_models),
+           "TMPDIR": str(tmp)}
+    base, proc = start_server(env, tmp_path / "serve.log", workers=2)
+    try:
+        url = "/v1/related?url=" + urllib.request.quote(SEED, safe="")
+        answers = {json.dumps(fetch(base, url)[1]) for _ in range(12)}  # a connection each
+        assert len(answers) == 1
+        (cache_dir,) = tmp.glob("recommender-answers-*")
+        assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+        with diskcache.Cache(str(cache_dir)) as shared:
+            assert len(shared) == 1
+    finally:
+        stop_server(proc)
+    assert not list(tmp.glob("recommender-answers-*"))
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

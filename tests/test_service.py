@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SEEDS
 
 SEED = ("https://www.biometricupdate.com/202002/privacy-rights-groups-call-for-day-of-action-"
         "to-ban-facial-recognition-at-all-schools")
@@ -217,9 +218,9 @@ def test_one_log_line_per_request(client, caplog):
 
 
 def test_answer_cache_holds_one_generation_and_a_bounded_size():
-    from recommender.recommend import AnswerCache
+    from recommender.recommend import GenerationCache
 
-    cache = AnswerCache(size=4)
+    cache = GenerationCache(size=4)
     cache.put(("v1", 1), ("a",), b"1")
     assert cache.get(("v1", 1), ("a",)) == b"1"
     assert cache.get(("v1", 2), ("a",)) is None  # an import since: not served stale
@@ -228,3 +229,125 @@ def test_answer_cache_holds_one_generation_and_a_bounded_size():
     for i in range(6):
         cache.put(("v2", 1), (i,), b"x")
     assert len(cache) == 4 and cache.get(("v2", 1), (5,)) == b"x"
+
+
+def test_catalog_connections_go_back_at_the_end_of_each_request(postgres, tmp_path):
+    """flaskr's pattern: a request's connection is given back in teardown, so threads that
+    answered once hold none: after 8 threads' requests only the pool's few idle ones stay
+    open (PostgreSQL counts them), and closing the app's core closes those."""
+    import threading
+    import urllib.parse
+
+    from recommender.catalog import Catalog
+    from recommender.importer import import_paths
+    from recommender.training import train
+    from service import create_app
+
+    location = postgres.new_database()
+    with Catalog(location) as catalog:
+        import_paths(catalog, [SEEDS], on_error=lambda p, r: None)
+    with Catalog(location, readonly=True) as catalog:
+        train(catalog, tmp_path / "models")
+    with Catalog(location, readonly=True) as watcher:
+
+        def open_connections() -> int:
+            return watcher.db.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()").fetchone()[0]
+
+        app = create_app({"CATALOG": location, "MODELS": str(tmp_path / "models"),
+                          "THREADS": 2, "TESTING": True})
+
+        def ask() -> None:
+            client = app.test_client()
+            for _ in range(3):
+                assert client.get("/v1/related?url=" + urllib.parse.quote(SEED)).status_code \
+                    == 200
+                assert client.get("/readyz").status_code == 200
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rec = app.extensions["recommender"]
+        assert 1 <= len(rec.pool) <= 2
+        assert open_connections() == len(rec.pool)
+        rec.close()
+        assert open_connections() == 0
+
+
+def test_workers_share_answers_and_never_load_a_foreign_pickle(seeds_catalog, seeds_models,
+                                                              tmp_path):
+    """Two Recommenders on one shared directory stand for two workers of one server: an
+    answer computed by one is served by the other; a pickle planted in the directory is
+    refused, not loaded (loading would have run its code)."""
+
+    import diskcache
+
+    from recommender.recommend import Filters, Recommender, SharedAnswers
+
+    shared = tmp_path / "answers"
+
+    def worker() -> Recommender:
+        return Recommender(str(seeds_catalog), seeds_models,
+                           shared=SharedAnswers(str(shared), 16))
+
+    a, b = worker(), worker()
+    body = a.by_url_json(SEED, Filters())
+    assert a.answers["computed"] == 1
+    assert b.by_url_json(SEED, Filters()) == body
+    assert b.answers == {"cached": 0, "shared": 1, "computed": 0}
+    assert b.by_url_json(SEED, Filters()) == body and b.answers["cached"] == 1
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (marker.write_text, ("code from the cache directory ran",))
+
+    with diskcache.Cache(str(shared)) as raw:
+        (key,) = list(raw)
+        raw.set(key, Planted())  # stored pickled: what a hostile writer would leave
+    c = worker()
+    assert c.by_url_json(SEED, Filters()) == body  # computed again, equal
+    assert c.answers["computed"] == 1 and not marker.exists()
+    for rec in (a, b, c):
+        rec.close()
+
+
+def test_the_depth_of_an_answer_is_the_served_models(seeds_catalog, seeds_models, tmp_path):
+    """The top-k bound is read from the served version's manifest, not assumed: a version
+    ranked 3 deep pages to 3 and refuses more with a 400 that names its depth."""
+    import hashlib
+    import shutil
+
+    import numpy as np
+
+    from recommender import artifact
+    from service import create_app
+
+    models = tmp_path / "models"
+    shutil.copytree(seeds_models, models, symlinks=True)
+    old = artifact.current_version(models)
+    shallow = models / (old + "-shallow")
+    shutil.copytree(models / old, shallow)
+    manifest = json.loads((shallow / "manifest.json").read_text())
+    for name in ("top_rows.npy", "top_scores.npy"):
+        np.save(shallow / name, np.load(shallow / name)[:, :3])
+        manifest["files"][name] = hashlib.sha256((shallow / name).read_bytes()).hexdigest()
+    manifest.update(top_k=3, version=shallow.name)
+    (shallow / "manifest.json").write_text(json.dumps(manifest))
+    artifact.rollback(models, shallow.name)
+
+    client = create_app({"CATALOG": str(seeds_catalog), "MODELS": str(models),
+                         "TESTING": True}).test_client()
+    url = "/v1/related?url=" + SEED
+    body = client.get(url + "&k=2").get_json()
+    assert body["model"] == shallow.name and body["next_offset"] == 2
+    last = client.get(url + "&k=1&offset=2").get_json()
+    assert len(last["related"]) == 1 and last["next_offset"] is None
+    response = client.get(url + "&k=2&offset=2")
+    assert response.status_code == 400 and "3" in response.get_json()["message"]
+    response = client.post("/v1/related?k=4", json={"title": "Facial recognition in schools"})
+    assert response.status_code == 400 and "depth" in response.get_json()["message"]

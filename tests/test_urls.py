@@ -1,8 +1,10 @@
 """URL identity: every variant a page or a curated list may carry names one story."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from recommender.urls import InvalidURL, canonical_url
+from recommender.urls import InvalidURL, canonical_url, is_web_url, web_url
 
 FOX = "https://www.foxnews.com/us/new-facial-recognition-app-promises-to-solve-crimes"
 
@@ -49,3 +51,22 @@ def test_amp_inside_a_word_is_not_stripped():
 def test_text_without_a_host_is_refused(bad):
     with pytest.raises(InvalidURL):
         canonical_url(bad)
+
+
+def _accepted(url: object) -> bool:
+    try:
+        web_url(url)  # type: ignore[arg-type]
+    except InvalidURL:
+        return False
+    return True
+
+
+@given(st.one_of(
+    st.from_regex(r"\A(https?|javascript|data|file|HTTP)?:?/{0,3}[a-z0-9.\-:@ ]{0,12}"
+                  r"(/[\x00-\x7f\u2028\u00e9]{0,12})?\Z"),
+    st.text(max_size=30)))
+@settings(max_examples=400, deadline=None)
+def test_the_fast_check_of_an_emitted_url_agrees_with_the_full_rule(url):
+    """Answers check a score of URLs each through a fast path for the common shape; it must
+    accept nothing the full rule refuses (javascript:, control characters, no host...)."""
+    assert is_web_url(url) == _accepted(url)
