@@ -250,10 +250,19 @@ def test_catalog_connections_go_back_at_the_end_of_each_request(postgres, tmp_pa
         train(catalog, tmp_path / "models")
     with Catalog(location, readonly=True) as watcher:
 
-        def open_connections() -> int:
-            return watcher.db.execute(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()").fetchone()[0]
+        def open_connections(expected: int) -> int:
+            """The server's count, once it has caught up: a backend whose client hung up
+            stays listed until it has exited, so a bounded wait for `expected`."""
+            import time
+
+            deadline = time.monotonic() + 10
+            while True:
+                count = watcher.db.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+                if count == expected or time.monotonic() > deadline:
+                    return count
+                time.sleep(0.05)
 
         app = create_app({"CATALOG": location, "MODELS": str(tmp_path / "models"),
                           "THREADS": 2, "TESTING": True})
@@ -272,9 +281,9 @@ def test_catalog_connections_go_back_at_the_end_of_each_request(postgres, tmp_pa
             t.join()
         rec = app.extensions["recommender"]
         assert 1 <= len(rec.pool) <= 2
-        assert open_connections() == len(rec.pool)
+        assert open_connections(len(rec.pool)) == len(rec.pool)
         rec.close()
-        assert open_connections() == 0
+        assert open_connections(0) == 0
 
 
 def test_workers_share_answers_and_never_load_a_foreign_pickle(seeds_catalog, seeds_models,
