@@ -96,7 +96,7 @@ class Story:
     id: int
     key: str
     url: str
-    urls: dict[str, str]
+    urls_json: str  # the URL variants as stored; parsed only by the few that read them
     title: str
     excerpt: str
     published: str | None
@@ -111,11 +111,16 @@ class Story:
     file_rank: str | None
     changed_seq: int
 
+    @property
+    def urls(self) -> dict[str, str]:
+        """The story's URL variants by field name (webUrl, ampWebUrl, ...)."""
+        return json.loads(self.urls_json) if self.urls_json != "{}" else {}
+
     @classmethod
     def from_row(cls, row: tuple) -> Story:
         (id_, key, url, urls, title, excerpt, published, pname, pdomain, topics, image,
          quality, heat, type_, has_file, file_rank, changed_seq) = row
-        return cls(id_, key, url, json.loads(urls) if urls != "{}" else {}, title, excerpt,
+        return cls(id_, key, url, urls, title, excerpt,
                    published, pname, pdomain, json.loads(topics) if topics != "[]" else [],
                    image, quality, heat, type_, bool(has_file), file_rank, changed_seq)
 

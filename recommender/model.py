@@ -335,7 +335,9 @@ class RelatedModel(BaseEstimator):
         owner, listers = sparse_rows.gather(index.graph_t, cand)[:2]
         keep = listers != own
         owner, listers = owner[keep], listers[keep]
-        sims = sparse_rows.dots(query, index.full, listers)
+        # Co-listed candidates share listers: each lister's similarity is computed once.
+        unique, at = np.unique(listers, return_inverse=True)
+        sims = sparse_rows.dots(query, index.full, unique)[at]
         # Per candidate, the most similar lister (ties: the lower row), if similar at all.
         order = np.lexsort((listers, -sims, owner))
         first = np.r_[True, owner[order][1:] != owner[order][:-1]][:len(order)]

@@ -203,11 +203,18 @@ class SharedAnswers:
                 return super().fetch(mode, filename, value, read)
 
         self._errors = (diskcache.Timeout, sqlite3.Error, OSError, ValueError)
-        self._cache = diskcache.Cache(directory, size_limit=size_mb << 20,
-                                      eviction_policy="least-recently-stored", disk=BytesOnly)
         self._warned = False
+        try:
+            self._cache = diskcache.Cache(directory, size_limit=size_mb << 20,
+                                          eviction_policy="least-recently-stored",
+                                          disk=BytesOnly)
+        except self._errors as exc:  # an unusable directory: every answer is computed
+            self._cache = None
+            self._warn(exc)
 
     def get(self, key: str) -> bytes | None:
+        if self._cache is None:
+            return None
         try:
             return self._cache.get(key, retry=False)
         except self._errors as exc:
@@ -215,13 +222,16 @@ class SharedAnswers:
             return None
 
     def put(self, key: str, body: bytes) -> None:
+        if self._cache is None:
+            return
         try:
             self._cache.set(key, body, retry=False)
         except self._errors as exc:
             self._warn(exc)
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()
 
     def _warn(self, exc: Exception) -> None:
         if not self._warned:
@@ -430,8 +440,8 @@ class Recommender:
             query = Query.new(served.art.model.new_query(title, excerpt, _days(published_iso),
                                                          provider, topics))
             known = self.catalog.story_id_for(url) if url else None
-            pseudo = Story(id=-1, key="", url=url or "", urls={}, title=title, excerpt=excerpt,
-                           published=published_iso, provider_name=provider,
+            pseudo = Story(id=-1, key="", url=url or "", urls_json="{}", title=title,
+                           excerpt=excerpt, published=published_iso, provider_name=provider,
                            provider_domain=None, topics=list(topics), image=None,
                            quality=None, heat=None, type=None, has_file=False,
                            file_rank=None, changed_seq=0)

@@ -324,6 +324,12 @@ def test_workers_share_answers_and_never_load_a_foreign_pickle(seeds_catalog, se
     for rec in (a, b, c):
         rec.close()
 
+    unusable = tmp_path / "a-file"
+    unusable.write_text("not a directory")
+    d = Recommender(str(seeds_catalog), seeds_models, shared=SharedAnswers(str(unusable), 16))
+    assert d.by_url_json(SEED, Filters()) == body  # computed: the cache is optional
+    d.close()
+
 
 def test_the_depth_of_an_answer_is_the_served_models(seeds_catalog, seeds_models, tmp_path):
     """The top-k bound is read from the served version's manifest, not assumed: a version
