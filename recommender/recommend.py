@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -297,9 +298,9 @@ class Recommender:
         self.cache: GenerationCache[tuple, bytes] = GenerationCache(cache_size)
         self.story_cache: GenerationCache[int, Story] = GenerationCache(story_cache_size)
         self.shared = shared
-        # Answers by URL by where they came from (this worker's cache, the workers' shared
-        # cache, computed): what /readyz shows of the caches' use.
-        self.answers: Counter[str] = Counter(cached=0, shared=0, computed=0)
+        # Answers by URL by where they came from (the client's own copy, this worker's cache,
+        # the workers' shared cache, computed): what /readyz shows of the caches' use.
+        self.answers: Counter[str] = Counter(unchanged=0, cached=0, shared=0, computed=0)
         self.holder.follow_now()  # a worker loads its model before its first request
 
     # -- state ----------------------------------------------------------------------------
@@ -381,17 +382,33 @@ class Recommender:
     # -- answers --------------------------------------------------------------------------
 
     def by_url_json(self, url: str, filters: Filters) -> bytes:
-        """`by_url` as JSON bytes, from the cache when this model and catalog state answered
-        the same request before (pages ask for the same articles again and again)."""
+        """`by_url` as JSON bytes (see `by_url_tagged`)."""
+        body = self.by_url_tagged(url, filters)[1]
+        assert body is not None
+        return body
+
+    def by_url_tagged(self, url: str, filters: Filters,
+                      known: Callable[[str], bool] = lambda tag: False
+                      ) -> tuple[str, bytes | None]:
+        """(entity tag, `by_url` as JSON bytes). The tag names the model version, the
+        catalog's state and the request, so it changes when any answer may (a retrain, an
+        import, a removal) and is known before the answer is: when `known(tag)` (the client
+        holds this answer already, an HTTP 304) the body is None and nothing is computed.
+        Otherwise the body comes from this worker's cache, the workers' shared cache, or is
+        computed (pages ask for the same articles again and again)."""
         key = _checked_key(url)
-        served = self._matched()  # once: the cache key and the answer name the same model
+        served = self._matched()  # once: the tag, the cache key and the answer agree
         generation = (served.art.version, *served.catalog)
         cache_key = (key, filters)
+        shared_key = repr((generation, cache_key))
+        tag = hashlib.blake2b(shared_key.encode(), digest_size=12).hexdigest()
+        if known(tag):
+            self.answers["unchanged"] += 1
+            return tag, None
         body = self.cache.get(generation, cache_key)
         if body is not None:
             self.answers["cached"] += 1
-            return body
-        shared_key = repr((generation, cache_key))
+            return tag, body
         body = self.shared.get(shared_key) if self.shared else None
         if body is not None:
             self.answers["shared"] += 1
@@ -402,7 +419,7 @@ class Recommender:
             if self.shared:
                 self.shared.put(shared_key, body)
         self.cache.put(generation, cache_key, body)
-        return body
+        return tag, body
 
     def by_url(self, url: str, filters: Filters) -> Answer:
         _checked_key(url)

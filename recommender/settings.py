@@ -80,6 +80,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "server, not once per worker)"),
     Setting("answer_cache_mb", 256, "size of the shared answer cache, in MB (the least "
             "recently stored answers go first)"),
+    Setting("cors_origins", "*", "origins whose pages may call the JSON API from a browser "
+            "(comma-separated, * for any; empty: none)"),
+    Setting("cache_max_age", 300, "seconds a browser or CDN may reuse a GET answer "
+            "(Cache-Control max-age; ETag revalidation after that)"),
     Setting("story_cache", 20000, "stories a worker keeps read per catalog state (a "
             "ranking's stories recur from one answer to the next)"),
     Setting("reverify_seconds", 300.0, "seconds between background re-hashes of the served "

@@ -13,12 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, current_app, g, jsonify, request
+from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from recommender import database, settings
 from recommender.artifact import ArtifactError
 from recommender.catalog import CatalogError
 from recommender.urls import is_web_url
+
+CORS_PREFLIGHT_SECONDS = 600  # how long a browser may reuse a preflight's answer
 
 # Every response: no content sniffing. Pages (HTML) also: no script at all, images from the
 # stories' own sites (http or https only), no framing, no full URL leaked as a referrer.
@@ -49,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     _install_errors(app)
+    _install_cors(app)
     _install_request_log(app)
     _install_security(app)
     return app
@@ -67,6 +71,29 @@ def _install_security(app: Flask) -> None:
         if response.mimetype == "text/html":
             for name, value in PAGE_HEADERS:
                 response.headers.add(name, value)
+        return response
+
+
+def _install_cors(app: Flask) -> None:
+    """Pages on other origins (a news site's article pages, through the widget or their own
+    script) may call the JSON API: flask-cors answers preflights and adds the
+    Access-Control-* headers to every API response, errors included. The API is public and
+    sends no cookies, so no credentials are allowed."""
+    origins = [o.strip() for o in app.config["CORS_ORIGINS"].split(",") if o.strip()]
+    if not origins:
+        return
+    CORS(app, resources={r"/v1/*": {"origins": origins}}, methods=["GET", "POST"],
+         allow_headers=["Content-Type", "If-None-Match"], expose_headers=["ETag"],
+         max_age=CORS_PREFLIGHT_SECONDS)
+
+    @app.after_request
+    def preflight_no_content(response):
+        """A preflight answered is a 204 without a body, not Flask's 200 with one."""
+        if (request.method == "OPTIONS" and response.status_code == 200
+                and "Access-Control-Request-Method" in request.headers):
+            response.status_code = 204
+            response.set_data(b"")
+            response.headers.pop("Content-Type", None)
         return response
 
 

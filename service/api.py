@@ -19,6 +19,15 @@ KNOWN_QUERY = {"url", "k", "offset", "since", "until", "exclude", "provider", "d
                "curated"}
 
 
+@bp.after_request
+def _not_stored(response: Response) -> Response:
+    """Only a GET answer by URL may be kept (it carries its tag and max-age); a new
+    article's answer and every error are for this request alone."""
+    if response.status_code not in (200, 304) or request.method != "GET":
+        response.cache_control.no_store = True
+    return response
+
+
 def _bad(message: str, close: bool = False) -> NoReturn:
     response = jsonify(error="bad_request", message=message)
     response.status_code = 400
@@ -48,11 +57,19 @@ def related_by_url():
         _bad("missing parameter: url")
     filters = _filters(request.args)
     try:
-        return Response(recommender().by_url_json(url, filters), mimetype="application/json")
+        tag, body = recommender().by_url_tagged(url, filters, request.if_none_match.contains_weak)
     except NotFound as exc:
         return jsonify(error="not_found", message=str(exc)), 404
     except ValueError as exc:
         _bad(str(exc))
+    # A CDN or browser may keep the answer max-age seconds, then revalidate: the tag names
+    # the model version, the catalog's state and the request, so a 304 is never stale.
+    response = Response(body, status=200 if body is not None else 304,
+                        mimetype="application/json")
+    response.set_etag(tag)
+    response.cache_control.public = True
+    response.cache_control.max_age = current_app.config["CACHE_MAX_AGE"]
+    return response
 
 
 def _text_field(body: dict, name: str, required: bool = False) -> str | None:

@@ -45,6 +45,13 @@ FILTERS = [
            {"type": "string", "enum": ["first", "model"], "default": "first"}),
 ]
 
+CACHE_HEADERS = {
+    "ETag": {"description": "Names the model version, the catalog's state and the request: "
+             "it changes whenever the answer may.", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "public, max-age=N (the cache_max_age setting).",
+                      "schema": {"type": "string"}},
+}
+
 RELATED_RESPONSES = {
     "200": {"description": "Ranked related stories, best first.",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}}},
@@ -77,8 +84,14 @@ SPEC = {
                 "summary": "Related stories for a catalog story, by any URL variant.",
                 "parameters": [_query("url", "The story's URL: web, original, AMP, AMP cache, "
                                       "tracking tags and all.", {"type": "string"},
-                                      required=True), *FILTERS],
+                                      required=True), *FILTERS,
+                               {"name": "If-None-Match", "in": "header", "required": False,
+                                "description": "The ETag of an answer held: a 304 while it "
+                                "is still the answer.", "schema": {"type": "string"}}],
                 "responses": {**RELATED_RESPONSES,
+                              "200": {**RELATED_RESPONSES["200"], "headers": CACHE_HEADERS},
+                              "304": {"description": "The answer named by If-None-Match is "
+                                      "still the answer.", "headers": CACHE_HEADERS},
                               "404": _error("The catalog holds no story for the URL.")},
             },
             "post": {

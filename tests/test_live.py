@@ -93,6 +93,33 @@ def test_real_socket_get_post_and_variants(live):
     assert status == 404 and "no story" in body["message"]
 
 
+def test_preflight_and_revalidation_over_a_real_socket(live):
+    """What a browser on another origin and a CDN do, through gunicorn and our worker: a
+    preflight (204, the CORS headers), a GET, then a revalidation on the same keep-alive
+    connection (304, no body, the connection still usable)."""
+    import http.client
+
+    base, _, _ = live
+    conn = http.client.HTTPConnection(urlsplit(base).hostname, urlsplit(base).port, timeout=10)
+    path = "/v1/related?k=3&url=" + urllib.request.quote(SEED, safe="")
+    origin = {"Origin": "https://news.example"}
+    conn.request("OPTIONS", path, headers={**origin, "Access-Control-Request-Method": "GET"})
+    preflight = conn.getresponse()
+    assert preflight.status == 204 and preflight.read() == b""
+    assert preflight.getheader("Access-Control-Allow-Origin") == "https://news.example"
+    conn.request("GET", path, headers=origin)
+    first = conn.getresponse()
+    body, tag = json.loads(first.read()), first.getheader("ETag")
+    assert first.status == 200 and len(body["related"]) == 3 and tag
+    assert first.getheader("Access-Control-Allow-Origin") == "https://news.example"
+    conn.request("GET", path, headers={**origin, "If-None-Match": tag})
+    again = conn.getresponse()
+    assert again.status == 304 and again.read() == b"" and again.getheader("ETag") == tag
+    conn.request("GET", path)
+    assert conn.getresponse().status == 200  # the connection survived the bodiless 304
+    conn.close()
+
+
 def test_a_chunked_body_past_the_limit_is_a_json_413(live):
     """Without a Content-Length the limit can only be found while reading: still a 413."""
     import http.client

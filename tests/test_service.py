@@ -306,7 +306,7 @@ def test_workers_share_answers_and_never_load_a_foreign_pickle(seeds_catalog, se
     body = a.by_url_json(SEED, Filters())
     assert a.answers["computed"] == 1
     assert b.by_url_json(SEED, Filters()) == body
-    assert b.answers == {"cached": 0, "shared": 1, "computed": 0}
+    assert b.answers == {"unchanged": 0, "cached": 0, "shared": 1, "computed": 0}
     assert b.by_url_json(SEED, Filters()) == body and b.answers["cached"] == 1
 
     marker = tmp_path / "ran"
@@ -366,3 +366,96 @@ def test_the_depth_of_an_answer_is_the_served_models(seeds_catalog, seeds_models
     assert response.status_code == 400 and "3" in response.get_json()["message"]
     response = client.post("/v1/related?k=4", json={"title": "Facial recognition in schools"})
     assert response.status_code == 400 and "depth" in response.get_json()["message"]
+
+
+def test_an_answer_revalidates_with_its_tag_until_the_model_or_catalog_changes(
+        seeds_catalog, seeds_models, tmp_path):
+    """A CDN or browser keeps a GET answer max-age seconds, then asks with If-None-Match:
+    a 304 (nothing computed) while the answer stands; a 200 with a new tag after a retrain
+    or an import."""
+    import shutil
+    import time
+
+    from recommender.catalog import Catalog
+    from recommender.importer import import_paths
+    from recommender.training import train
+    from service import create_app
+
+    catalog, models = tmp_path / "catalog.sqlite3", tmp_path / "models"
+    shutil.copy(seeds_catalog, catalog)
+    shutil.copytree(seeds_models, models, symlinks=True)
+    app = create_app({"CATALOG": str(catalog), "MODELS": str(models), "TESTING": True})
+    client = app.test_client()
+    url = "/v1/related?k=3&url=" + SEED
+
+    first = client.get(url)
+    tag = first.headers["ETag"]
+    assert first.status_code == 200 and tag.startswith('"')
+    assert first.headers["Cache-Control"] == "public, max-age=300"
+    again = client.get(url, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.data == b"" and again.headers["ETag"] == tag
+    assert app.extensions["recommender"].answers["unchanged"] == 1
+    assert client.get(url, headers={"If-None-Match": "W/" + tag}).status_code == 304
+    other = client.get(url.replace("k=3", "k=4"))  # another request, another tag
+    assert other.status_code == 200 and other.headers["ETag"] != tag
+
+    with Catalog(catalog, readonly=True) as cat:
+        version = train(cat, models)["version"]  # a retrain: a new version, every tag changes
+    deadline = time.monotonic() + 60  # the worker loads it in the background, then swaps
+    while client.get("/v1/model").get_json()["version"] != version:
+        assert time.monotonic() < deadline, "the new version was never served"
+        time.sleep(0.05)
+    retrained = client.get(url, headers={"If-None-Match": tag})
+    assert retrained.status_code == 200 and retrained.headers["ETag"] != tag
+    tag = retrained.headers["ETag"]
+    new = tmp_path / "new.md"
+    new.write_text('---\ntitle: "A school board bans face scanning"\npublishedDateTime: '
+                   '2020-02-21T09:00:00Z\nwebUrl: "https://news.example/board-bans"\n---\n')
+    with Catalog(catalog) as cat:
+        import_paths(cat, [new], on_error=lambda p, r: pytest.fail(r))
+    imported = client.get(url, headers={"If-None-Match": tag})
+    assert imported.status_code == 200 and imported.headers["ETag"] != tag
+
+
+def test_a_new_articles_answer_and_errors_are_never_stored(client):
+    post = client.post("/v1/related?k=2", json={"title": "Facial recognition in schools"})
+    assert post.status_code == 200 and post.headers["Cache-Control"] == "no-store"
+    for bad in ("/v1/related?url=https://nowhere.example/x", "/v1/related?k=0&url=" + SEED):
+        response = client.get(bad)
+        assert response.status_code in (400, 404)
+        assert response.headers["Cache-Control"] == "no-store" and "ETag" not in response.headers
+
+
+@pytest.mark.parametrize("allowed", ["*", "https://news.example, https://other.example"])
+def test_pages_on_allowed_origins_may_call_the_api(seeds_catalog, seeds_models, allowed):
+    from service import create_app
+
+    client = create_app({"CATALOG": str(seeds_catalog), "MODELS": str(seeds_models),
+                         "CORS_ORIGINS": allowed, "TESTING": True}).test_client()
+    origin = {"Origin": "https://news.example"}
+    preflight = client.options("/v1/related", headers={
+        **origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, if-none-match"})
+    assert preflight.status_code == 204 and preflight.data == b""
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://news.example"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "if-none-match" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert preflight.headers["Access-Control-Max-Age"] == "600"
+    answer = client.get("/v1/related?url=" + SEED, headers=origin)
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://news.example"
+    assert "Origin" in answer.headers["Vary"]  # a CDN keeps one copy per origin
+    assert "ETag" in answer.headers["Access-Control-Expose-Headers"]
+    error = client.get("/v1/related?k=0&url=" + SEED, headers=origin)
+    assert error.status_code == 400 and error.headers["Access-Control-Allow-Origin"]
+    if allowed != "*":
+        foreign = client.get("/v1/related?url=" + SEED, headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+def test_no_cross_origin_access_when_no_origin_is_allowed(seeds_catalog, seeds_models):
+    from service import create_app
+
+    client = create_app({"CATALOG": str(seeds_catalog), "MODELS": str(seeds_models),
+                         "CORS_ORIGINS": "", "TESTING": True}).test_client()
+    answer = client.get("/v1/related?url=" + SEED, headers={"Origin": "https://news.example"})
+    assert answer.status_code == 200 and "Access-Control-Allow-Origin" not in answer.headers
