@@ -56,8 +56,10 @@ def related_by_url():
     if url is None or not url.strip():
         _bad("missing parameter: url")
     filters = _filters(request.args)
+    held = _held_tags()
     try:
-        tag, body = recommender().by_url_tagged(url, filters, request.if_none_match.contains_weak)
+        tag, body = recommender().by_url_tagged(url, filters,
+                                                lambda t: t in held or "*" in held)
     except NotFound as exc:
         return jsonify(error="not_found", message=str(exc)), 404
     except ValueError as exc:
@@ -66,10 +68,24 @@ def related_by_url():
     # the model version, the catalog's state and the request, so a 304 is never stale.
     response = Response(body, status=200 if body is not None else 304,
                         mimetype="application/json")
-    response.set_etag(tag)
+    response.set_etag(held.get(tag, tag) if body is None else tag)
     response.cache_control.public = True
     response.cache_control.max_age = current_app.config["CACHE_MAX_AGE"]
     return response
+
+
+def _held_tags() -> dict[str, str]:
+    """The answer tags the client holds (If-None-Match, weak or strong), each mapped to the
+    form it was sent in. The compression extension sends a compressed answer's tag with the
+    encoding appended ("tag:gzip"), so that suffix is set aside: one answer, one tag, however
+    it travelled; a 304 names the tag as the client holds it."""
+    held: dict[str, str] = {}
+    for sent in request.if_none_match.as_set(include_weak=True):
+        if sent:  # a malformed header parses to empty tags
+            held[sent.split(":", 1)[0]] = sent
+    if request.if_none_match.star_tag:
+        held["*"] = "*"
+    return held
 
 
 def _text_field(body: dict, name: str, required: bool = False) -> str | None:

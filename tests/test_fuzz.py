@@ -44,6 +44,8 @@ def test_operation_conforms_under_fuzzing(app, operation, mode):
     @settings(max_examples=60, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):
-        case.call_and_validate(checks=CHECKS)
+        # Plain bodies: the WSGI client does not decode compressed ones (test_service
+        # checks that compressed answers decode to the same JSON).
+        case.call_and_validate(headers={"Accept-Encoding": "identity"}, checks=CHECKS)
 
     run()
