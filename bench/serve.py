@@ -1,6 +1,6 @@
 """Service latency and throughput on a synthetic catalog, against /healthz in the same run.
 
-    python bench/serve.py --stories 100000 [--seconds 20] [--retrain]
+    python bench/serve.py --stories 100000 [--seconds 20] [--retrain] [--http-caching]
 
 Builds a synthetic catalog (bench/synthetic.py), imports and trains it, starts `recommender
 serve` with 2 workers on 127.0.0.1, then drives each endpoint with a closed-loop load of
@@ -9,7 +9,8 @@ by URL variants (AMP, cache, tracking tags; --filter-share of them with filters)
 alternating slices, then POST /v1/related with
 new articles. The catalog and model are read once first so no phase measures the disk.
 With --retrain, a retrain runs during a GET phase, and the report counts failed requests and
-versions served.
+versions served. With --http-caching, revalidations (If-None-Match with each answer's tag:
+304s) and GETs accepting gzip run against /healthz in alternating slices too.
 Loopback only; every loop is bounded by --seconds. Prints JSON.
 """
 
@@ -43,22 +44,25 @@ from recommender.training import train  # noqa: E402
 HOST = "127.0.0.1"
 
 
-def _client(port: int, requests: list[tuple[str, str, bytes | None]], seconds: float,
-            out: list, seed: int, track_models: bool) -> None:
+def _client(port: int, requests: list[tuple], seconds: float, out: list, seed: int,
+            track_models: bool) -> None:
+    """Requests are (method, path, body) or (method, path, body, headers); a status of 400
+    or more counts as an error (a 304 is a revalidated answer)."""
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     lat, errors, models = [], 0, set()
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        method, path, body = requests[rng.randrange(len(requests))]
+        method, path, body, *extra = requests[rng.randrange(len(requests))]
         headers = {"Content-Type": "application/json"} if body else {}
+        headers.update(*extra)
         start = time.perf_counter()
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
             lat.append(time.perf_counter() - start)
-            if resp.status != 200:
+            if resp.status >= 400:
                 errors += 1
             elif track_models:  # the answer ends with "model": "<version>"}: read only that
                 models.add(json.loads(b"{" + data[data.rindex(b'"model"'):])["model"])
@@ -164,6 +168,18 @@ def wait_ready(port: int, timeout: float = 120) -> None:
     raise RuntimeError("server did not become ready")
 
 
+def _tag(port: int, path: str) -> str:
+    """The ETag of the answer to `path` (what a cache holds after its first request)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.getheader("ETag") or ""
+    finally:
+        conn.close()
+
+
 def _filters(corpus, i: int, rng: random.Random) -> str:
     """Filters as a news site would send them: a week around a story, one provider, a later
     period (which the precomputed top 100 may hold few of: ranked again on the fly), or the
@@ -191,6 +207,9 @@ def main() -> None:
     ap.add_argument("--filter-share", type=float, default=0.1,
                     help="share of GET requests with filters (a date window, a provider, a "
                          "later period, a second page), default 0.1")
+    ap.add_argument("--http-caching", action="store_true",
+                    help="also measure revalidations (If-None-Match: 304) and gzip GETs "
+                         "against /healthz, in alternating slices")
     ap.add_argument("--workdir", type=Path,
                     help="keep the catalog and model here; a later run with the same "
                          "--workdir and --stories reuses them (default: a temporary folder)")
@@ -243,6 +262,21 @@ def main() -> None:
             report.update(drive_alternating(
                 args.port, {"healthz": [("GET", "/healthz", None)], "get_by_url": gets},
                 args.seconds, args.threads))
+            if args.http_caching:
+                # What a CDN and browsers send: revalidations of answers they hold (the tag
+                # of each request, asked once), and GETs that accept gzip.
+                tagged = [(m, p, b, {"If-None-Match": _tag(args.port, p)})
+                          for m, p, b in gets[:1000]]
+                gzipped = [(m, p, b, {"Accept-Encoding": "gzip"}) for m, p, b in gets]
+                both = drive_alternating(
+                    args.port, {"healthz": [("GET", "/healthz", None)],
+                                "revalidate": tagged, "get_gzip": gzipped},
+                    args.seconds, args.threads)
+                report["http_caching"] = {
+                    **both, "revalidate_vs_healthz": round(
+                        both["revalidate"]["req_per_s"] / both["healthz"]["req_per_s"], 3),
+                    "get_gzip_vs_healthz": round(
+                        both["get_gzip"]["req_per_s"] / both["healthz"]["req_per_s"], 3)}
             report["post_new_article"] = drive(args.port, posts, args.seconds, args.threads)
             if args.retrain:
                 before = manifest["version"]
@@ -266,6 +300,8 @@ def main() -> None:
             server.wait(timeout=30)
     for phase in ("healthz", "get_by_url", "post_new_article"):
         report[phase].pop("models", None)
+    for phase in ("healthz", "revalidate", "get_gzip"):
+        report.get("http_caching", {}).get(phase, {}).pop("models", None)
     report["get_vs_healthz_throughput"] = round(
         report["get_by_url"]["req_per_s"] / max(report["healthz"]["req_per_s"], 1e-9), 3)
     print(json.dumps(report, indent=2))
