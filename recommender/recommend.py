@@ -381,12 +381,6 @@ class Recommender:
 
     # -- answers --------------------------------------------------------------------------
 
-    def by_url_json(self, url: str, filters: Filters) -> bytes:
-        """`by_url` as JSON bytes (see `by_url_tagged`)."""
-        body = self.by_url_tagged(url, filters)[1]
-        assert body is not None
-        return body
-
     def by_url_tagged(self, url: str, filters: Filters,
                       known: Callable[[str], bool] = lambda tag: False
                       ) -> tuple[str, bytes | None]:
