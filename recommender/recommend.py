@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import diskcache
 import numpy as np
 
 from . import database
@@ -183,7 +184,16 @@ class GenerationCache(Generic[K, V]):
                 self._items.popitem(last=False)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+class _BytesOnly(diskcache.Disk):
+    """Values are answers (bytes) only: a pickle found in the directory is refused, never
+    loaded (loading one runs whatever code it names)."""
+
+    def fetch(self, mode, filename, value, read):  # noqa: ANN001 - diskcache's signature
+        if mode == diskcache.core.MODE_PICKLE:
+            raise ValueError("not an answer")
+        return super().fetch(mode, filename, value, read)
+
+
 class SharedAnswers:
     """Answers shared by a server's worker processes (diskcache: SQLite in a directory), so
     an article's answer is computed once per server instead of once per worker. Keys name
@@ -191,24 +201,14 @@ class SharedAnswers:
     first: a read writes nothing). A cache never fails a request: an error reading or
     writing it is logged once and the answer computed."""
 
+    _errors = (diskcache.Timeout, sqlite3.Error, OSError, ValueError)
+
     def __init__(self, directory: str, size_mb: int) -> None:
-        import diskcache
-
-        class BytesOnly(diskcache.Disk):
-            """Values are answers (bytes) only: a pickle found in the directory is refused,
-            never loaded (loading one runs whatever code it names)."""
-
-            def fetch(self, mode, filename, value, read):  # noqa: ANN001 - diskcache's
-                if mode == diskcache.core.MODE_PICKLE:
-                    raise ValueError("not an answer")
-                return super().fetch(mode, filename, value, read)
-
-        self._errors = (diskcache.Timeout, sqlite3.Error, OSError, ValueError)
         self._warned = False
         try:
-            self._cache = diskcache.Cache(directory, size_limit=size_mb << 20,
-                                          eviction_policy="least-recently-stored",
-                                          disk=BytesOnly)
+            self._cache: diskcache.Cache | None = diskcache.Cache(
+                directory, size_limit=size_mb << 20, eviction_policy="least-recently-stored",
+                disk=_BytesOnly)
         except self._errors as exc:  # an unusable directory: every answer is computed
             self._cache = None
             self._warn(exc)
