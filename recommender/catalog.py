@@ -77,6 +77,13 @@ SCHEMA = [
     key TEXT PRIMARY KEY,
     removed_at TEXT NOT NULL
 )""",
+    # Keys of the JSON API (recommender.api_keys): only their digests are kept.
+    """CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    revoked TEXT
+)""",
 ]
 
 STORY_COLUMNS = (

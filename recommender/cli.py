@@ -237,6 +237,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apikey(args: argparse.Namespace) -> int:
+    from . import api_keys
+
+    location = settings.catalog_location(args.catalog)
+    with Catalog(location, readonly=args.action == "list") as catalog:
+        try:
+            if args.action == "add":
+                key = api_keys.add(catalog, args.name)
+                _err(f"key {args.name} added; send it as X-API-Key (shown once: it is not "
+                     "kept)")
+                print(key)
+            elif args.action == "revoke":
+                api_keys.revoke(catalog, args.name)
+                print(f"key {args.name} revoked")
+            else:
+                keys = api_keys.listed(catalog) if catalog.db.has_table("api_keys") else []
+                if args.json:
+                    print(json.dumps([vars(k) for k in keys], indent=2))
+                for k in keys if not args.json else []:
+                    print(f"{k.name}\tcreated {k.created}\t"
+                          + (f"revoked {k.revoked}" if k.revoked else "live"))
+        except api_keys.ApiKeyError as exc:
+            _err(f"error: {exc}")
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recommender",
@@ -350,6 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     _catalog_flag(p)
     p.set_defaults(handler=cmd_evaluate)
 
+    p = sub.add_parser("apikey", help="add, revoke or list the JSON API's keys",
+                       description="Keys for the JSON API, kept (as SHA-256 digests) in the "
+                       "catalog, so every replica reads the same ones. Clients send a key in "
+                       "the X-API-Key header; keys are required when the api_keys setting is "
+                       "on. `add` prints the new key once, on stdout.")
+    p.add_argument("action", choices=("add", "revoke", "list"))
+    p.add_argument("name", nargs="?", help="the key's name (who holds it); for add and revoke")
+    p.add_argument("--json", action="store_true", help="list as JSON")
+    _catalog_flag(p)
+    p.set_defaults(handler=cmd_apikey)
+
     p = sub.add_parser("serve", help="run the HTTP service (gunicorn)",
                        description="Serve the JSON API (/v1/related, /v1/model, /healthz, "
                        "/readyz, /openapi.json) under gunicorn. Workers pick up a new "
@@ -365,7 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "apikey" and (args.action == "list") == bool(args.name):
+        parser.error("apikey add and revoke take a NAME; list takes none")
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -120,8 +120,11 @@ class SQLiteDatabase:
         self.conn.executescript(";\n".join(_sqlite_types(s) for s in statements) + ";")
 
     def has_schema(self) -> bool:
+        return self.has_table("stories")
+
+    def has_table(self, name: str) -> bool:
         return self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'stories'").fetchone() is not None
+            "SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
     def pipeline(self) -> AbstractContextManager[object]:
         return nullcontext()  # in-process: nothing to save
@@ -202,7 +205,10 @@ class PostgresDatabase:
         self.commit()
 
     def has_schema(self) -> bool:
-        return self.conn.execute("SELECT to_regclass('stories')").fetchone()[0] is not None
+        return self.has_table("stories")
+
+    def has_table(self, name: str) -> bool:
+        return self.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None
 
     def pipeline(self) -> AbstractContextManager[object]:
         """Statements whose results nobody reads go out without waiting for the server;

@@ -20,6 +20,10 @@ class SettingError(ValueError):
     """A setting's value that cannot be used; the message names the variable."""
 
 
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -40,6 +44,10 @@ class Setting:
         kind = type(self.default)
         if kind is str or self.default is None:
             return text
+        if kind is bool:
+            if text.lower() not in _BOOLEANS:
+                raise SettingError(f"{source}={text!r}: {self.name} must be true or false")
+            return _BOOLEANS[text.lower()]
         try:
             value = kind(text)
         except ValueError:
@@ -84,6 +92,17 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "(comma-separated, * for any; empty: none)"),
     Setting("cache_max_age", 300, "seconds a browser or CDN may reuse a GET answer "
             "(Cache-Control max-age; ETag revalidation after that)"),
+    Setting("api_keys", False, "require a key (X-API-Key header) on the JSON API's /v1 "
+            "endpoints; keys are made with `recommender apikey add`"),
+    Setting("rate_limit", "", "requests a client may make to /v1, e.g. 600/minute;20/second "
+            "(per API key, else per client address; a batch counts its items; empty: no "
+            "limit)"),
+    Setting("rate_limit_storage", "", "where rate-limit counters live: empty for the catalog's "
+            "PostgreSQL database (shared by replicas) or, for a SQLite catalog, "
+            "INSTANCE/rate_limits.sqlite3; or a storage URI of the limits library "
+            "(redis://..., memory://)"),
+    Setting("trusted_proxies", 0, "reverse proxies in front of the service whose "
+            "X-Forwarded-For is believed (the client address that rate limits count by)"),
     Setting("story_cache", 20000, "stories a worker keeps read per catalog state (a "
             "ranking's stories recur from one answer to the next)"),
     Setting("reverify_seconds", 300.0, "seconds between background re-hashes of the served "

@@ -16,6 +16,7 @@ from flask import Flask, current_app, g, jsonify, request
 from flask_compress import Compress
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from recommender import database, settings
 from recommender.artifact import ArtifactError
@@ -46,13 +47,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       MAX_CONTENT_LENGTH=app.config["MAX_BODY"])
     app.json.sort_keys = False
 
-    from . import api, core, health, openapi, pages
+    from . import api, core, health, openapi, pages, rate_limits
     core.init_app(app)
+    if app.config["TRUSTED_PROXIES"]:  # the client address is the one they forwarded
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     _install_errors(app)
+    rate_limits.init_app(app)
     _install_cors(app)
     # JSON answers compressed for clients that accept it (zstd, br, gzip), by flask-compress
     # (sizes measured in the README, "Caches and browsers").
@@ -84,11 +88,14 @@ def _install_cors(app: Flask) -> None:
     script) may call the JSON API: flask-cors answers preflights and adds the
     Access-Control-* headers to every API response, errors included. The API is public and
     sends no cookies, so no credentials are allowed."""
+    from .api import KEY_HEADER
+
     origins = [o.strip() for o in app.config["CORS_ORIGINS"].split(",") if o.strip()]
     if not origins:
         return
     CORS(app, resources={r"/v1/*": {"origins": origins}}, methods=["GET", "POST"],
-         allow_headers=["Content-Type", "If-None-Match"], expose_headers=["ETag"],
+         allow_headers=["Content-Type", "If-None-Match", KEY_HEADER],
+         expose_headers=["ETag", "Retry-After"],
          max_age=CORS_PREFLIGHT_SECONDS)
 
     @app.after_request
@@ -114,6 +121,9 @@ def _install_errors(app: Flask) -> None:
             message = f"request body too large (the limit is {size})"
         elif exc.code == 404 and request.blueprint is None:
             message = f"no such endpoint: {request.path}"
+        elif exc.code == 429:
+            message = (f"rate limit exceeded ({exc.description}); retry after the seconds in "
+                       "Retry-After")
         elif exc.code == 405:
             message = f"method {request.method} not allowed on {request.path}"
         response = jsonify(error=exc.name.lower().replace(" ", "_"), message=message)

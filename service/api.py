@@ -5,18 +5,48 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from recommender import api_keys
 from recommender.frontmatter import BadFile, iso_utc
 from recommender.recommend import MAX_TOPICS, Answer, Filters, NotFound
 
 from .core import recommender
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+KEY_HEADER = "X-API-Key"
+BATCH_MAX = 100  # items in one batch request
 KNOWN_QUERY = {"url", "k", "offset", "since", "until", "exclude", "provider", "dedupe",
                "curated"}
+
+
+@bp.before_request
+def _key_required() -> None:
+    """With the api_keys setting on, every API request but a CORS preflight names a live
+    key. Refusals are 401s that say which of the two it was: no key, or one not live."""
+    if not current_app.config["API_KEYS"] or request.method == "OPTIONS":
+        return
+    if not request.headers.get(KEY_HEADER):
+        _refuse(f"send an API key in the {KEY_HEADER} header")
+    if key_holder() is None:
+        _refuse("unknown or revoked API key")
+
+
+def _refuse(message: str) -> NoReturn:
+    response = jsonify(error="unauthorized", message=message)
+    response.status_code = 401
+    abort(response)
+
+
+def key_holder() -> str | None:
+    """The name of the live key this request sent (looked up once per request), or None."""
+    if "key_holder" not in g:
+        sent = request.headers.get(KEY_HEADER)
+        g.key_holder = (api_keys.holder(recommender().catalog, sent)
+                        if sent and current_app.config["API_KEYS"] else None)
+    return g.key_holder
 
 
 @bp.after_request
@@ -48,6 +78,17 @@ def _filters(args: MultiDict) -> Filters:
 
 def _answer(answer: Answer):
     return jsonify(answer.payload())
+
+
+def request_cost() -> int:
+    """What this request costs against a rate limit: a batch its items, others 1."""
+    if request.endpoint != "api.related_batch":
+        return 1
+    try:
+        items = json.loads(_body()).get("items")
+    except Exception:  # noqa: BLE001 - a body the view refuses costs 1; the view says why
+        return 1
+    return min(len(items), BATCH_MAX) if isinstance(items, list) and items else 1
 
 
 @bp.get("/related")
@@ -92,16 +133,51 @@ def _text_field(body: dict, name: str, required: bool = False) -> str | None:
     value: Any = body.get(name)
     if value is None:
         if required:
-            _bad(f"missing field: {name}")
+            raise ValueError(f"missing field: {name}")
         return None
     if not isinstance(value, str):
-        _bad(f"field {name} must be a string")
+        raise ValueError(f"field {name} must be a string")
     if required and not value.strip():
-        _bad(f"field {name} must not be empty")
+        raise ValueError(f"field {name} must not be empty")
     return value
 
 
+def _new_article(body: Any) -> dict[str, Any]:
+    """A new article's fields, checked (ValueError names the field): the one reading of an
+    article for POST /v1/related and each article of a batch."""
+    if not isinstance(body, dict):
+        raise ValueError("an article must be a JSON object with at least a title")
+    article = {"title": _text_field(body, "title", required=True),
+               "excerpt": _text_field(body, "excerpt") or "",
+               "published": _text_field(body, "publishedDateTime"),
+               "url": _text_field(body, "url"), "provider": _text_field(body, "provider")}
+    topics = body.get("topics", [])
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise ValueError("field topics must be a list of strings")
+    if len(topics) > MAX_TOPICS:
+        raise ValueError(f"field topics holds at most {MAX_TOPICS} topics")
+    if article["published"]:
+        try:
+            iso_utc(article["published"])
+        except BadFile as exc:
+            raise ValueError(str(exc)) from None
+    return {**article, "topics": topics}
+
+
 def _body() -> bytes:
+    """The request body, read once (a rate limit's cost reads a batch before its view does):
+    a failure to read it is kept and raised again."""
+    if "body" not in g:
+        try:
+            g.body = _read_body()
+        except HTTPException as exc:
+            g.body = exc
+    if isinstance(g.body, HTTPException):
+        raise g.body
+    return g.body
+
+
+def _read_body() -> bytes:
     """The request body, at most MAX_CONTENT_LENGTH bytes. A declared length past it is
     refused before reading (by Werkzeug); a chunked body shows its size only as it is read,
     and Werkzeug's capped stream then ends at the limit without a word, so one byte more is
@@ -121,43 +197,67 @@ def _body() -> bytes:
     return data
 
 
-@bp.post("/related")
-def related_for_article():
+def _json_body() -> Any:
+    """The request's JSON body (415 when it is not JSON, 400 when it does not parse)."""
     if not request.is_json:
         response = jsonify(error="unsupported_media_type",
-                           message="send the article as JSON (Content-Type: application/json)")
+                           message="send JSON (Content-Type: application/json)")
         response.status_code = 415
-        return response
+        abort(response)
     data = _body()
     try:  # the parser's own depth limit is a RecursionError, not a ValueError
-        body = json.loads(data)
+        return json.loads(data)
     except RecursionError:
         _bad("JSON nested too deeply")
     except (ValueError, UnicodeDecodeError):
-        _bad("body is not valid JSON: send a JSON object with at least a title")
-    if not isinstance(body, dict):
-        _bad("body must be a JSON object with at least a title")
-    title = _text_field(body, "title", required=True)
-    excerpt = _text_field(body, "excerpt") or ""
-    published = _text_field(body, "publishedDateTime")
-    url = _text_field(body, "url")
-    provider = _text_field(body, "provider")
-    topics = body.get("topics", [])
-    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        _bad("field topics must be a list of strings")
-    if len(topics) > MAX_TOPICS:
-        _bad(f"field topics holds at most {MAX_TOPICS} topics")
-    if published:
-        try:
-            iso_utc(published)
-        except BadFile as exc:
-            _bad(str(exc))
+        _bad("body is not valid JSON: send a JSON object")
+
+
+@bp.post("/related")
+def related_for_article():
+    body = _json_body()
+    try:
+        article = _new_article(body)
+    except ValueError as exc:
+        _bad(str(exc))
     filters = _filters(request.args)
     try:
-        return _answer(recommender().for_article(title, excerpt, published, url, filters,
-                                                 provider=provider, topics=topics))
+        return _answer(recommender().for_article(filters=filters, **article))
     except ValueError as exc:  # past the served model's depth
         _bad(str(exc))
+
+
+@bp.post("/related/batch")
+def related_batch():
+    """Many articles in one request (a page of teasers): each item is answered or fails on
+    its own, in the order sent. The query string's filters apply to every item. Answers by
+    URL come from the same caches as GET's, embedded as they are stored."""
+    body = _json_body()
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX:
+        _bad(f"send {{\"items\": [...]}} with 1 to {BATCH_MAX} items, each "
+             "{\"url\": ...} or a new article {\"title\": ..., \"excerpt\": ...}")
+    filters = _filters(request.args)
+    rec = recommender()
+    parts = []
+    for item in items:
+        try:
+            if isinstance(item, dict) and "url" in item and "title" not in item:
+                url = _text_field(item, "url", required=True)
+                answer = rec.by_url_tagged(url, filters)[1]
+            else:
+                answer = json.dumps(rec.for_article(filters=filters, **_new_article(item))
+                                    .payload()).encode()
+            parts.append(b'{"status":200,"answer":' + answer + b"}")
+        except NotFound as exc:
+            parts.append(_item_error(404, "not_found", str(exc)))
+        except ValueError as exc:
+            parts.append(_item_error(400, "bad_request", str(exc)))
+    return Response(b'{"results":[' + b",".join(parts) + b"]}", mimetype="application/json")
+
+
+def _item_error(status: int, error: str, message: str) -> bytes:
+    return json.dumps({"status": status, "error": error, "message": message}).encode()
 
 
 @bp.get("/model")

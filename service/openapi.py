@@ -6,6 +6,11 @@ from flask import Blueprint, jsonify
 
 from recommender import __version__
 from recommender.recommend import MAX_K, MAX_TOPICS
+from recommender.settings import SETTINGS
+
+from .api import BATCH_MAX, KEY_HEADER
+
+MAX_BODY_DEFAULT = SETTINGS["max_body"].default
 
 bp = Blueprint("openapi", __name__)
 
@@ -56,8 +61,17 @@ RELATED_RESPONSES = {
     "200": {"description": "Ranked related stories, best first.",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}}},
     "400": _error("A parameter or field is missing or malformed; the message names it."),
+    "401": _error("API keys are required (the api_keys setting) and none, or no live one, "
+                  "was sent in X-API-Key."),
+    "429": {**_error("Over the rate limit (the rate_limit setting) of the key or the client "
+                     "address; a batch counts its items."),
+            "headers": {"Retry-After": {"description": "Seconds until the limit resets.",
+                                        "schema": {"type": "integer"}}}},
     "503": _error("No verified model is loaded, or the catalog cannot be read."),
 }
+BODY_ERRORS = {"413": _error(f"The body is over the max_body setting ({MAX_BODY_DEFAULT // 1024} "
+                             "KiB by default)."),
+               "415": _error("The body is not JSON.")}
 
 STORY = {
     "type": "object",
@@ -100,11 +114,23 @@ SPEC = {
                 "parameters": FILTERS,
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/NewArticle"}}}},
-                "responses": {**RELATED_RESPONSES,
-                              "413": _error("The body is over 64 KiB."),
-                              "415": _error("The body is not JSON.")},
+                "responses": {**RELATED_RESPONSES, **BODY_ERRORS},
             },
         },
+        "/v1/related/batch": {"post": {
+            "operationId": "relatedBatch",
+            "summary": f"Related stories for up to {BATCH_MAX} articles at once (a page of "
+                       "teasers): catalog stories by URL and new articles, each answered or "
+                       "failed on its own, in the order sent. The filters apply to every item.",
+            "parameters": FILTERS,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Batch"}}}},
+            "responses": {**RELATED_RESPONSES, **BODY_ERRORS, "200": {
+                "description": "One result per item, in order: status 200 with its answer, "
+                               "or 400/404 with the error.",
+                "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/BatchResults"}}}}},
+        }},
         "/v1/model": {"get": {
             "operationId": "model", "summary": "The manifest of the model being served.",
             "responses": {"200": {"description": "The manifest.", "content": {
@@ -131,7 +157,11 @@ SPEC = {
                                   "content": {"application/json": {
                                       "schema": {"type": "object"}}}}}}},
     },
-    "components": {"schemas": {
+    "security": [{}, {"apiKey": []}],
+    "components": {"securitySchemes": {"apiKey": {
+        "type": "apiKey", "in": "header", "name": KEY_HEADER,
+        "description": "Required when the api_keys setting is on (`recommender apikey add`)."}},
+        "schemas": {
         "Error": {"type": "object", "required": ["error", "message"],
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
         "Story": STORY,
@@ -161,6 +191,18 @@ SPEC = {
                        "offset": {"type": "integer"},
                        "next_offset": {"type": ["integer", "null"], "description":
                                        "The offset of the next page; null on the last."}}},
+        "Batch": {"type": "object", "required": ["items"], "properties": {"items": {
+            "type": "array", "minItems": 1, "maxItems": BATCH_MAX, "items": {"oneOf": [
+                {"type": "object", "required": ["url"], "not": {"required": ["title"]},
+                 "properties": {"url": {"type": "string", "description": "A catalog "
+                                "story's URL, any variant."}}},
+                {"$ref": "#/components/schemas/NewArticle"}]}}}},
+        "BatchResults": {"type": "object", "required": ["results"], "properties": {
+            "results": {"type": "array", "items": {
+                "type": "object", "required": ["status"], "properties": {
+                    "status": {"type": "integer", "enum": [200, 400, 404]},
+                    "answer": {"$ref": "#/components/schemas/Answer"},
+                    "error": {"type": "string"}, "message": {"type": "string"}}}}}},
         "NewArticle": {"type": "object", "required": ["title"], "properties": {
             "title": {"type": "string", "minLength": 1},
             "excerpt": {"type": "string"},

@@ -11,7 +11,7 @@ from gunicorn.app.base import BaseApplication
 
 from recommender import settings
 
-from . import balance
+from . import balance, rate_limits
 from .worker import DroppedClientFilter, GuardedThreadWorker
 
 
@@ -52,6 +52,7 @@ def serve(flags: dict | None = None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     logging.getLogger("gunicorn.error").addFilter(DroppedClientFilter())
+    rate_limits.checked(value("rate_limit"))  # one line now, not a failed worker later
     GuardedThreadWorker.read_timeout = value("read_timeout")
     GuardedThreadWorker.request_seconds = value("request_seconds")
     GuardedThreadWorker.body_limit = value("max_body")

@@ -19,8 +19,8 @@ from schemathesis.specs.openapi.checks import (
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 # Schemathesis leaves out the document's own endpoint; test_service covers it.
-OPERATIONS = ["GET /v1/related", "POST /v1/related", "GET /v1/model", "GET /healthz",
-              "GET /readyz"]
+OPERATIONS = ["GET /v1/related", "POST /v1/related", "POST /v1/related/batch",
+              "GET /v1/model", "GET /healthz", "GET /readyz"]
 
 
 def test_spec_lists_every_operation(app):
@@ -31,7 +31,7 @@ def test_spec_lists_every_operation(app):
 
 CASES = [(op, schemathesis.GenerationMode.POSITIVE) for op in OPERATIONS] + [
     (op, schemathesis.GenerationMode.NEGATIVE)  # only operations that take input
-    for op in ("GET /v1/related", "POST /v1/related")]
+    for op in ("GET /v1/related", "POST /v1/related", "POST /v1/related/batch")]
 
 
 @pytest.mark.parametrize("operation,mode", CASES)

@@ -190,8 +190,8 @@ def test_health_ready_model_and_openapi(client, seeds_models):
     assert manifest["version"] == ready["model"] and manifest["files"]
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/v1/related", "/v1/model", "/healthz", "/readyz",
-                                  "/openapi.json"}
+    assert set(spec["paths"]) == {"/v1/related", "/v1/related/batch", "/v1/model", "/healthz",
+                                  "/readyz", "/openapi.json"}
 
 
 def test_not_ready_without_a_model(seeds_catalog, tmp_path):
