@@ -47,7 +47,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       MAX_CONTENT_LENGTH=app.config["MAX_BODY"])
     app.json.sort_keys = False
 
-    from . import api, core, health, openapi, pages, rate_limits
+    from . import api, core, health, openapi, pages, rate_limits, widget
+    # First, so that its after_request runs last (Flask runs them in reverse): the line
+    # logged is the response as sent (a preflight's 204, a 304, a 429).
+    _install_request_log(app)
     core.init_app(app)
     if app.config["TRUSTED_PROXIES"]:  # the client address is the one they forwarded
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
@@ -55,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(widget.bp)
     _install_errors(app)
     rate_limits.init_app(app)
     _install_cors(app)
@@ -62,7 +66,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # (sizes measured in the README, "Caches and browsers").
     app.config.setdefault("COMPRESS_MIMETYPES", ["application/json"])
     Compress(app)
-    _install_request_log(app)
     _install_security(app)
     return app
 
