@@ -70,6 +70,15 @@ class Artifact:
         i = int(np.searchsorted(self.ids, story_id))
         return i if i < len(self.ids) and self.ids[i] == story_id else None
 
+    def rows_of(self, story_ids: np.ndarray) -> np.ndarray:
+        """The rows of those of `story_ids` the model has (ids are sorted: a binary search
+        each, not a pass over every row)."""
+        ids = np.asarray(story_ids, dtype=np.int64)
+        if len(self.ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return pos[self.ids[pos] == ids]
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()

@@ -498,7 +498,9 @@ class Recommender:
             if f.until:
                 allowed &= index.times <= _days(f.until)
         if f.provider:
-            allowed &= np.isin(art.model.ids_, self.catalog.ids_of_provider(f.provider))
+            rows = np.zeros(len(index), dtype=bool)
+            rows[art.rows_of(self.catalog.ids_of_provider(f.provider))] = True
+            allowed &= rows
         allowed[[r for r in map(art.row_of, skip) if r is not None]] = False
         return allowed
 

@@ -21,6 +21,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from recommender import database, settings
 from recommender.artifact import ArtifactError
 from recommender.catalog import CatalogError
+from recommender.recommend import GenerationCache
 from recommender.urls import is_web_url
 
 CORS_PREFLIGHT_SECONDS = 600  # how long a browser may reuse a preflight's answer
@@ -62,12 +63,37 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _install_errors(app)
     rate_limits.init_app(app)
     _install_cors(app)
-    # JSON answers compressed for clients that accept it (zstd, br, gzip), by flask-compress
-    # (sizes measured in the README, "Caches and browsers").
-    app.config.setdefault("COMPRESS_MIMETYPES", ["application/json"])
-    Compress(app)
+    _install_compression(app)
     _install_security(app)
     return app
+
+
+class CompressedAnswers:
+    """flask-compress's cache: a GET answer compressed once per encoding, kept under its
+    answer tag (which names the model version, the catalog's state and the request, so a
+    kept copy is never stale; old ones age out). Other responses (no tag) are not kept."""
+
+    def __init__(self, size: int) -> None:
+        self._lru: GenerationCache[str, bytes] = GenerationCache(size)
+
+    def get(self, key: str) -> bytes | None:
+        return None if key.endswith(";") else self._lru.get((), key)
+
+    def set(self, key: str, value: bytes) -> None:
+        if not key.endswith(";"):
+            self._lru.put((), key, value)
+
+
+def _install_compression(app: Flask) -> None:
+    """JSON answers compressed for clients that accept it (zstd, br, gzip), by flask-compress
+    (sizes measured in the README, "Caches and browsers"). Conditional requests are the
+    API's own business (a 304 before anything is computed), not the extension's."""
+    app.config.setdefault("COMPRESS_MIMETYPES", ["application/json"])
+    app.config.setdefault("COMPRESS_EVALUATE_CONDITIONAL_REQUEST", False)
+    size = app.config["ANSWER_CACHE"]
+    app.config.setdefault("COMPRESS_CACHE_BACKEND", lambda: CompressedAnswers(size))
+    app.config.setdefault("COMPRESS_CACHE_KEY", lambda request: g.get("answer_tag", ""))
+    Compress(app)
 
 
 def _install_security(app: Flask) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import quote_etag
 
 from recommender import api_keys
 from recommender.frontmatter import BadFile, iso_utc
@@ -66,14 +67,31 @@ def _bad(message: str, close: bool = False) -> NoReturn:
     abort(response)
 
 
-def _filters(args: MultiDict) -> Filters:
+def _query() -> tuple[str | None, Filters]:
+    """The request's `url` parameter and filters; a query string seen lately is not parsed
+    again (pages ask for the same articles with the same parameters over and over)."""
+    query = request.query_string
+    parsed = _parsed(query) if len(query) <= PARSED_QUERY_MAX else _parsed.__wrapped__(query)
+    if isinstance(parsed, str):
+        _bad(parsed)
+    return parsed
+
+
+PARSED_QUERY_MAX = 2048  # longer query strings are parsed every time, never kept
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(query: bytes) -> tuple[str | None, Filters] | str:  # noqa: ARG001 - the key
+    """`request.args` read, or what is wrong with them; cached by the query string they
+    were parsed from (one string, one parse)."""
+    args = request.args
     unknown = sorted(set(args) - KNOWN_QUERY)
     if unknown:
-        _bad(f"unknown parameter: {unknown[0][:80]}")
+        return f"unknown parameter: {unknown[0][:80]}"
     try:
-        return Filters.parse(args.get, args.getlist)
+        return args.get("url"), Filters.parse(args.get, args.getlist)
     except (ValueError, BadFile) as exc:
-        _bad(str(exc))
+        return str(exc)
 
 
 def _answer(answer: Answer):
@@ -93,10 +111,9 @@ def request_cost() -> int:
 
 @bp.get("/related")
 def related_by_url():
-    url = request.args.get("url")
+    url, filters = _query()
     if url is None or not url.strip():
         _bad("missing parameter: url")
-    filters = _filters(request.args)
     held = _held_tags()
     try:
         tag, body = recommender().by_url_tagged(url, filters,
@@ -107,12 +124,11 @@ def related_by_url():
         _bad(str(exc))
     # A CDN or browser may keep the answer max-age seconds, then revalidate: the tag names
     # the model version, the catalog's state and the request, so a 304 is never stale.
-    response = Response(body, status=200 if body is not None else 304,
-                        mimetype="application/json")
-    response.set_etag(held.get(tag, tag) if body is None else tag)
-    response.cache_control.public = True
-    response.cache_control.max_age = current_app.config["CACHE_MAX_AGE"]
-    return response
+    g.answer_tag = tag  # what a compressed copy of the answer is kept under
+    return Response(body, status=200 if body is not None else 304, mimetype="application/json",
+                    headers={"ETag": quote_etag(held.get(tag, tag) if body is None else tag),
+                             "Cache-Control": f"public, max-age="
+                             f"{current_app.config['CACHE_MAX_AGE']:d}"})
 
 
 def _held_tags() -> dict[str, str]:
@@ -220,7 +236,7 @@ def related_for_article():
         article = _new_article(body)
     except ValueError as exc:
         _bad(str(exc))
-    filters = _filters(request.args)
+    filters = _query()[1]
     try:
         return _answer(recommender().for_article(filters=filters, **article))
     except ValueError as exc:  # past the served model's depth
@@ -237,7 +253,7 @@ def related_batch():
     if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX:
         _bad(f"send {{\"items\": [...]}} with 1 to {BATCH_MAX} items, each "
              "{\"url\": ...} or a new article {\"title\": ..., \"excerpt\": ...}")
-    filters = _filters(request.args)
+    filters = _query()[1]
     rec = recommender()
     parts = []
     for item in items:
