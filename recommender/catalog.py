@@ -77,6 +77,25 @@ SCHEMA = [
     key TEXT PRIMARY KEY,
     removed_at TEXT NOT NULL
 )""",
+    # Editors' judgements (recommender.judgements): the audit trail is the table itself.
+    """CREATE TABLE IF NOT EXISTS judgements (
+    id {id},
+    article_id {int},
+    story_id {int} NOT NULL,
+    action TEXT NOT NULL,
+    position INTEGER,
+    editor TEXT NOT NULL,
+    created TEXT NOT NULL,
+    undone TEXT,
+    undone_by TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS judgements_article ON judgements(article_id, story_id)",
+    # Editors who may sign in to the pages: only password hashes are kept.
+    """CREATE TABLE IF NOT EXISTS editors (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created TEXT NOT NULL
+)""",
     # Keys of the JSON API (recommender.api_keys): only their digests are kept.
     """CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT PRIMARY KEY,
@@ -366,9 +385,13 @@ class Catalog:
                 db.execute("UPDATE files SET story_id = NULL WHERE story_id = ?", (story_id,))
                 db.execute("DELETE FROM stories WHERE id = ?", (story_id,))
                 out[url] = "removed"
-            # A new import counter: every serving worker's answer cache starts afresh.
-            _set_seq(db, self.max_seq() + 1)
+            self.changed()
         return out
+
+    def changed(self) -> None:
+        """Answers change without an import (a removal, an editor's judgement): a new import
+        counter, so every serving worker's caches and every answer tag start afresh."""
+        _set_seq(self.db, self.max_seq() + 1)
 
     def _resolve(self, db: Database, item: Item, seq: int, prefer: str) -> int:
         """The story for `item` (by any of its URLs), created or gap-filled as needed."""

@@ -264,6 +264,33 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user(args: argparse.Namespace) -> int:
+    from . import editors
+
+    with Catalog(settings.catalog_location(args.catalog),
+                 readonly=args.action == "list") as catalog:
+        try:
+            if args.action == "add":
+                if args.password_stdin or not sys.stdin.isatty():
+                    password = sys.stdin.readline().rstrip("\r\n")
+                else:
+                    import getpass
+
+                    password = getpass.getpass(f"password for {args.name}: ")
+                editors.add(catalog, args.name, password)
+                print(f"editor {args.name} added")
+            elif args.action == "remove":
+                editors.remove(catalog, args.name)
+                print(f"editor {args.name} removed (their judgements stay in the audit trail)")
+            else:
+                for editor in editors.listed(catalog):
+                    print(f"{editor.name}\tsince {editor.created}")
+        except editors.EditorError as exc:
+            _err(f"error: {exc}")
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recommender",
@@ -388,6 +415,18 @@ def build_parser() -> argparse.ArgumentParser:
     _catalog_flag(p)
     p.set_defaults(handler=cmd_apikey)
 
+    p = sub.add_parser("user", help="add, remove or list the editors who may sign in",
+                       description="Editors' accounts for the pages (pin, block, accept, "
+                       "reject, retract), kept in the catalog with their passwords as salted "
+                       "scrypt hashes. `add` asks for the password (or reads one line from "
+                       "stdin with --password-stdin); at least 10 characters.")
+    p.add_argument("action", choices=("add", "remove", "list"))
+    p.add_argument("name", nargs="?", help="the editor's name; for add and remove")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
+    _catalog_flag(p)
+    p.set_defaults(handler=cmd_user)
+
     p = sub.add_parser("serve", help="run the HTTP service (gunicorn)",
                        description="Serve the JSON API (/v1/related, /v1/model, /healthz, "
                        "/readyz, /openapi.json) under gunicorn. Workers pick up a new "
@@ -405,8 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "apikey" and (args.action == "list") == bool(args.name):
-        parser.error("apikey add and revoke take a NAME; list takes none")
+    if args.command in ("apikey", "user") and (args.action == "list") == bool(args.name):
+        parser.error(f"{args.command} {args.action} takes "
+                     + ("no NAME" if args.action == "list" else "a NAME"))
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 import diskcache
 import numpy as np
 
-from . import database
+from . import database, judgements
 from .artifact import TOP_K, Artifact, ArtifactError
 from .candidates import DAY, Queries
 from .catalog import Catalog, CatalogError, Story
@@ -133,6 +133,7 @@ class Related:
     days_apart: float | None = None  # published after (+) or before (-) the article
     curated: bool = False
     also: list[Story] = field(default_factory=list)  # the same announcement, collapsed here
+    pinned: bool = False  # an editor pinned it into the article's list
 
 
 @dataclass
@@ -438,7 +439,8 @@ class Recommender:
             ranking = None
         curated = self.catalog.curated(story.id)
         return self._answer(served, query, ranking, filters, story, curated, skip={story.id},
-                            article=story_view(story))
+                            article=story_view(story),
+                            judged=judgements.applied(self.catalog, story.id))
 
     def for_article(self, title: str, excerpt: str, published: str | None, url: str | None,
                     filters: Filters, provider: str | None = None,
@@ -457,15 +459,19 @@ class Recommender:
                            quality=None, heat=None, type=None, has_file=False,
                            file_rank=None, changed_seq=0)
             return self._answer(served, query, None, filters, pseudo, [],
-                                skip={known} - {None}, article=article)
+                                skip={known} - {None}, article=article,
+                                judged=judgements.applied(self.catalog, None))
 
         return self._guarded(answer, self._matched())
 
     def _answer(self, served: _Served, query: Query, ranking: tuple | None, f: Filters,
-                story: Story, curated: list[int], skip: set[int], article: dict) -> Answer:
-        """The page of related stories: the editor's curated picks first (when asked), then
-        the model's ranking; filtered, de-duplicated, paged. When the filters leave the
-        ranking short of the page, the model ranks again among the stories they admit."""
+                story: Story, curated: list[int], skip: set[int], article: dict,
+                judged: judgements.Applied) -> Answer:
+        """The page of related stories: the editors' pins at their positions and their
+        curated picks first (when asked), then the model's ranking; never a story they
+        blocked, rejected or retracted; filtered, de-duplicated, paged. When the filters
+        leave the ranking short of the page, the model ranks again among the stories they
+        admit."""
         art, model = served.art, served.art.model
         if f.offset + f.k > art.depth:
             raise ValueError(f"offset + k must not exceed {art.depth}, the depth of the "
@@ -474,14 +480,15 @@ class Recommender:
             ranked = model.rank_queries(query.queries(), k=art.depth)
             ranking = (ranked.rows[0], ranked.scores[0])
         excluded = {self.catalog.story_id_for(u) for u in f.exclude} - {None}
-        skip = skip | excluded
+        skip = skip | excluded | judged.hidden
+        pinned = judged.positions if f.curated == "first" else {}
         # The model's own dates and providers thin the ranking before any story is fetched.
         allowed = self._allowed(art, f, skip) if f.narrowing else None
-        page, more = self._pick(served, ranking, f, curated, skip, allowed)
+        page, more = self._pick(served, ranking, f, curated, pinned, skip, allowed)
         if allowed is not None and not more and len(page) < f.k:
             ranked = model.rank_queries(query.queries(), k=art.depth, allowed=allowed)
             ranking = (ranked.rows[0], ranked.scores[0])
-            page, more = self._pick(served, ranking, f, curated, skip, allowed)
+            page, more = self._pick(served, ranking, f, curated, pinned, skip, allowed)
         return Answer(article=article,
                       related=self._related(served, ranking, f, story, query, page),
                       model=art.version, offset=f.offset,
@@ -505,8 +512,10 @@ class Recommender:
         return allowed
 
     def _pick(self, served: _Served, ranking: tuple, f: Filters, curated: list[int],
-              skip: set[int], allowed: np.ndarray | None) -> tuple[list[_Entry], bool]:
-        """Entries `offset` to `offset + k` of the answer, and whether more follow."""
+              pinned: dict[int, int], skip: set[int], allowed: np.ndarray | None
+              ) -> tuple[list[_Entry], bool]:
+        """Entries `offset` to `offset + k` of the answer, and whether more follow.
+        `pinned`: story id → the 1-based position an editor pinned it at."""
         art = served.art
         rows = ranking[0]
         valid = rows >= 0
@@ -514,19 +523,33 @@ class Recommender:
             valid &= allowed[np.maximum(rows, 0)]
         rows = rows[valid]
         ids = art.model.ids_[rows].tolist()  # one gather, not one per row
-        listed = set(curated)
+        in_list = set(curated)
+        listed = in_list | set(pinned)
         first = curated if f.curated == "first" else []
-        picks = set(first)
-        order = first + [i for i in ids if i not in picks]
+        picks = set(first) | set(pinned)
+        # The pins lead `order` (so their rows fall in the first block of the collapsing
+        # rule); the walk takes each when the answer reaches its position.
+        pins = sorted(pinned, key=lambda sid: pinned[sid])
+        order = pins + [i for i in first if i not in pinned] + [i for i in ids
+                                                                if i not in picks]
         row_of = dict(zip(ids, rows.tolist(), strict=True))
         same = _SameAnnouncement(art, [row_of[i] if i in row_of else art.row_of(i)
                                        for i in order])
         picked: list[_Entry] = []
         chunk = f.offset + f.k + 6  # fetch only as far down the ranking as the filters need
-        stories: dict[int, Story] = {}
-        for pos, sid in enumerate(order):
-            if pos % chunk == 0:
-                stories = self._stories(served, order[pos:pos + chunk])
+        stories = self._stories(served, pins) if pins else {}
+        waiting = list(range(len(pins)))  # positions in `order` of the pins not yet placed
+        walk = len(pins)
+        while len(picked) <= f.offset + f.k:
+            if waiting and (pinned[order[waiting[0]]] <= len(picked) + 1 or walk == len(order)):
+                pos = waiting.pop(0)
+            elif walk < len(order):
+                pos, walk = walk, walk + 1
+                if (pos - len(pins)) % chunk == 0:
+                    stories.update(self._stories(served, order[pos:pos + chunk]))
+            else:
+                break
+            sid = order[pos]
             found = stories.get(sid)
             if found is None or sid in skip or not f.admits(found):
                 continue
@@ -535,9 +558,7 @@ class Recommender:
                 if head is not None:
                     head.also.append(found)
                     continue
-            picked.append(_Entry(found, pos, same.rows[pos], sid in listed))
-            if len(picked) > f.offset + f.k:
-                break
+            picked.append(_Entry(found, pos, same.rows[pos], sid in in_list, sid in pinned))
         return picked[f.offset:f.offset + f.k], len(picked) > f.offset + f.k
 
     def _related(self, served: _Served, ranking: tuple, f: Filters, story: Story,
@@ -557,9 +578,9 @@ class Recommender:
             gap = _days_apart(story, s)
             lister = None if why.lister is None else listers.get(int(art.model.ids_[why.lister]))
             reasons = _reasons(story, s, entry.curated and f.curated == "first", why.terms,
-                               lister, entry.also, gap)
+                               lister, entry.also, gap, entry.pinned)
             out.append(Related(s, score_of.get(s.id), reasons, gap, entry.curated,
-                               entry.also))
+                               entry.also, entry.pinned))
         return out
 
 
@@ -580,6 +601,7 @@ class _Entry:
     pos: int
     row: int | None  # the model's (None: a story imported since the last train)
     curated: bool
+    pinned: bool = False
     also: list[Story] = field(default_factory=list)
 
 
@@ -606,12 +628,16 @@ class _SameAnnouncement:
 
 
 def _reasons(article: Story, story: Story, curated: bool, terms: list[str],
-             lister: Story | None, also: Sequence[Story], gap: float | None) -> list[str]:
+             lister: Story | None, also: Sequence[Story], gap: float | None,
+             pinned: bool = False) -> list[str]:
     """Why `story` is related to `article`, in the terms of the evidence the ranker reads
     (the model's `explain`: shared terms, the editors' lists) and of what the catalog says
     of both (topics, provider, closeness in time). Never empty. `curated`: the story stands
-    in the answer as the editor's pick; `gap`: its days apart."""
+    in the answer as the editor's pick; `gap`: its days apart; `pinned`: an editor pinned
+    it here."""
     reasons = []
+    if pinned:
+        reasons.append("pinned by an editor")
     if curated:
         reasons.append("in the editors' curated list for this story")
     if terms:
@@ -661,5 +687,6 @@ def related_view(item: Related) -> dict:
     return {**story_view(item.story),
             "score": None if item.score is None else round(item.score, 6),
             "reasons": item.reasons, "days_apart": item.days_apart, "curated": item.curated,
+            "pinned": item.pinned,
             "also": [{"url": story_view(s)["url"], "provider": s.provider_name}
                      for s in item.also]}

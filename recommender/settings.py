@@ -103,6 +103,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "(redis://..., memory://)"),
     Setting("trusted_proxies", 0, "reverse proxies in front of the service whose "
             "X-Forwarded-For is believed (the client address that rate limits count by)"),
+    Setting("secret_key", "", "signs the editors' session cookies and CSRF tokens (empty: a "
+            "random key made once and kept in INSTANCE/secret_key)"),
     Setting("story_cache", 20000, "stories a worker keeps read per catalog state (a "
             "ranking's stories recur from one answer to the next)"),
     Setting("reverify_seconds", 300.0, "seconds between background re-hashes of the served "

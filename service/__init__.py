@@ -8,13 +8,18 @@ default.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask_compress import Compress
 from flask_cors import CORS
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -48,7 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       MAX_CONTENT_LENGTH=app.config["MAX_BODY"])
     app.json.sort_keys = False
 
-    from . import api, core, health, openapi, pages, rate_limits, widget
+    from . import accounts, api, core, editing, health, openapi, pages, rate_limits, widget
     # First, so that its after_request runs last (Flask runs them in reverse): the line
     # logged is the response as sent (a preflight's 204, a 304, a 429).
     _install_request_log(app)
@@ -60,12 +65,51 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(widget.bp)
+    app.register_blueprint(accounts.bp)
+    app.register_blueprint(editing.bp)
+    _install_sessions(app, exempt=api.bp)
     _install_errors(app)
     rate_limits.init_app(app)
     _install_cors(app)
     _install_compression(app)
     _install_security(app)
     return app
+
+
+def _install_sessions(app: Flask, exempt: Blueprint) -> None:
+    """Editors' sessions (signed cookies, HttpOnly, SameSite=Lax) and Flask-WTF's CSRF check
+    on every form that changes state. The JSON API (`exempt`) takes no cookies: a page on
+    another site cannot act through a browser's session there."""
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _kept_secret(Path(app.instance_path) / "secret_key")
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # as long as the session lasts
+    csrf = CSRFProtect(app)
+    csrf.exempt(exempt)
+
+    @app.context_processor
+    def signed_in() -> dict:
+        from .accounts import current_editor
+
+        return {"editor": current_editor()}
+
+
+def _kept_secret(path: Path) -> str:
+    """A random key made once per instance folder and kept there (mode 0600), so that every
+    worker and every restart signs alike; made in a temporary file and linked into place,
+    so that two processes starting together agree on one."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+            os.close(fd)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()
 
 
 class CompressedAnswers:

@@ -166,7 +166,8 @@ SPEC = {
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
         "Story": STORY,
         "Related": {"allOf": [{"$ref": "#/components/schemas/Story"}, {
-            "type": "object", "required": ["score", "reasons", "days_apart", "curated", "also"],
+            "type": "object",
+            "required": ["score", "reasons", "days_apart", "curated", "pinned", "also"],
             "properties": {
                 "score": {"type": ["number", "null"], "description":
                           "The model's score; null for a curated story it did not rank."},
@@ -176,6 +177,8 @@ SPEC = {
                                "(negative: published before it); null when a date is unknown."},
                 "curated": {"type": "boolean",
                             "description": "In the editor's curated list for the article."},
+                "pinned": {"type": "boolean", "description": "Pinned into the article's list "
+                           "by an editor (at the position they chose)."},
                 "also": {"type": "array", "description": "Syndicated copies and rewrites of "
                          "the same announcement, collapsed into this entry (dedupe=true).",
                          "items": {"type": "object", "required": ["url", "provider"],

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, render_template, request, send_file
 
+from recommender import judgements
 from recommender.artifact import ArtifactError
-from recommender.catalog import CatalogError
+from recommender.catalog import Catalog, CatalogError
 from recommender.frontmatter import BadFile
 from recommender.recommend import MAX_TOPICS, Filters, NotFound
 
@@ -33,7 +34,7 @@ def preview():
              "until", "provider", "curated")}
     form["k"] = args.get("k", "10")
     form["dedupe"] = args.get("dedupe", "true" if not args else "false") == "true"
-    answer, error, status = None, None, 200
+    answer, error, status, judged = None, None, 200, None
     if form["url"].strip() or form["title"].strip():
         try:
             filters = Filters.parse(
@@ -41,6 +42,7 @@ def preview():
             rec = recommender()
             if form["url"].strip():
                 answer = rec.by_url(form["url"].strip(), filters)
+                judged = _judged(rec.catalog, form["url"].strip())
             else:
                 topics = [t.strip() for t in form["topics"].split(",") if t.strip()]
                 answer = rec.for_article(form["title"], form["excerpt"],
@@ -53,7 +55,23 @@ def preview():
             error, status = str(exc), 400
         except (ArtifactError, CatalogError) as exc:
             error, status = str(exc), 503
-    return render_template("preview.html", form=form, answer=answer, error=error), status
+    return render_template("preview.html", form=form, answer=answer, error=error,
+                           judged=judged, here=request.full_path), status
+
+
+def _judged(catalog: Catalog, url: str) -> dict | None:
+    """The article's judgements for the editors' view: its id (the forms name it), what was
+    judged and by whom (undone ones too), and the stories kept out of its list."""
+    article = catalog.story_id_for(url)
+    if article is None:
+        return None
+    history = sorted(judgements.audit(catalog, article=article) + [
+        j for j in judgements.audit(catalog, limit=1000)
+        if j.action == "retract" and not j.undone], key=lambda j: -j.id)
+    hidden = judgements.applied(catalog, article).hidden
+    stories = catalog.stories(sorted({j.story_id for j in history} | hidden))
+    return {"article": article, "history": history, "stories": stories,
+            "hidden": [stories[i] for i in sorted(hidden) if i in stories]}
 
 
 @bp.get("/stories")

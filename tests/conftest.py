@@ -58,13 +58,15 @@ def catalog_location(new_catalog) -> str:
 
 
 def run_cli(*args: str, catalog: Path | str | None = None, env: dict | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m recommender ...` as a user would, in a real subprocess."""
+            timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m recommender ...` as a user would, in a real subprocess (`input`: what
+    it reads on stdin; none by default)."""
     full_env = {**os.environ, **(env or {})}
     if catalog is not None:
         full_env["RECOMMENDER_CATALOG"] = str(catalog)
     return subprocess.run([sys.executable, "-m", "recommender", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, cwd=ROOT)
+                          text=True, env=full_env, timeout=timeout, cwd=ROOT, input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ def test_related_by_url_shape(client):
     assert 1 <= len(body["related"]) <= 3
     for item in body["related"]:
         assert set(item) == {"url", "title", "excerpt", "provider", "publishedDateTime",
-                             "image", "score", "reasons", "days_apart", "curated", "also"}
+                             "image", "score", "reasons", "days_apart", "curated", "pinned", "also"}
         assert item["reasons"]
         assert item["url"] != SEED and isinstance(item["reasons"], list)
     scores = [item["score"] for item in body["related"]]
