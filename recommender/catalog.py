@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -104,6 +105,35 @@ SCHEMA = [
     revoked TEXT
 )""",
 ]
+
+# Full-text search over titles and excerpts, whole words (`search`): per engine. SQLite: an
+# FTS5 index kept in step with `stories` by triggers; PostgreSQL: a GIN index on the same
+# tsvector expression the query uses ('simple': lower-cased words, no stemming).
+SEARCH_SCHEMA = {
+    "sqlite": [
+        "CREATE VIRTUAL TABLE IF NOT EXISTS stories_fts USING fts5(title, excerpt, "
+        "content='stories', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+        """CREATE TRIGGER IF NOT EXISTS stories_fts_insert AFTER INSERT ON stories BEGIN
+    INSERT INTO stories_fts (rowid, title, excerpt) VALUES (new.id, new.title, new.excerpt);
+END""",
+        """CREATE TRIGGER IF NOT EXISTS stories_fts_delete AFTER DELETE ON stories BEGIN
+    INSERT INTO stories_fts (stories_fts, rowid, title, excerpt)
+    VALUES ('delete', old.id, old.title, old.excerpt);
+END""",
+        """CREATE TRIGGER IF NOT EXISTS stories_fts_update AFTER UPDATE OF title, excerpt
+ON stories WHEN old.title IS NOT new.title OR old.excerpt IS NOT new.excerpt BEGIN
+    INSERT INTO stories_fts (stories_fts, rowid, title, excerpt)
+    VALUES ('delete', old.id, old.title, old.excerpt);
+    INSERT INTO stories_fts (rowid, title, excerpt) VALUES (new.id, new.title, new.excerpt);
+END""",
+    ],
+    "postgresql": [
+        "CREATE INDEX IF NOT EXISTS stories_search ON stories USING gin "
+        "(to_tsvector('simple', title || ' ' || excerpt))",
+    ],
+}
+_WORD = re.compile(r"\w+")
+SEARCH_WORDS = 8  # words of a query that count
 
 STORY_COLUMNS = (
     "id, key, url, urls, title, excerpt, published, provider_name, provider_domain, topics, "
@@ -214,12 +244,20 @@ class Catalog:
         try:
             if not readonly:
                 self.db.create_schema(SCHEMA)
+                self._create_search_index()
                 self._check_schema_version()
             elif not self.db.has_schema():
                 raise CatalogError(f"no catalog at {self.path} (run `recommender import` first)")
         except self.db.errors as exc:
             self.db.close()
             raise CatalogError(f"{self.path}: not a usable catalog ({exc})") from None
+
+    def _create_search_index(self) -> None:
+        """The full-text index; a catalog made before it gets it filled once, here."""
+        new = self.db.dialect == "sqlite" and not self.db.has_table("stories_fts")
+        self.db.create_schema(SEARCH_SCHEMA[self.db.dialect])
+        if new:
+            self.db.execute("INSERT INTO stories_fts (stories_fts) VALUES ('rebuild')")
 
     def _check_schema_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
@@ -475,20 +513,46 @@ class Catalog:
     def story(self, story_id: int) -> Story | None:
         return self.stories([story_id]).get(story_id)
 
-    def search(self, query: str, limit: int = 50) -> list[Story]:
-        """Stories by URL (any variant) or by words of the title, newest first."""
+    def search(self, query: str, limit: int = 50, offset: int = 0) -> tuple[int, list[Story]]:
+        """(how many match, the page of them, newest first): the story a URL names (any
+        variant), or the stories whose title or excerpt hold every word of the query, whole
+        words ("sphere" does not match "WebSphere"), any case and accent."""
         query = query.strip()
-        if not query:
-            return []
         by_url = self.story_id_for(query) if "/" in query or "." in query else None
         if by_url is not None:
-            return [self.stories([by_url])[by_url]]
-        words = query.lower().split()[:8]
-        where = " AND ".join("lower(title) LIKE ?" for _ in words)
+            return 1, [self.stories([by_url])[by_url]] if offset == 0 else []
+        words = _WORD.findall(query.lower())[:SEARCH_WORDS]
+        if not words:
+            return 0, []
+        if self.db.dialect == "postgresql":
+            where = ("to_tsvector('simple', title || ' ' || excerpt) @@ "
+                     "plainto_tsquery('simple', ?)")
+            param: str = " ".join(words)
+        elif self.db.has_table("stories_fts"):
+            where = "id IN (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ?)"
+            param = " ".join(f'"{w}"' for w in words)  # each a quoted word: no operators
+        else:  # a catalog not written since search was added, read by a reader
+            raise CatalogError(f"{self.path} has no search index yet: the next "
+                               "`recommender import` makes it")
+        total = self.db.execute(f"SELECT COUNT(*) FROM stories WHERE {where}",
+                                (param,)).fetchone()[0]
         rows = self.db.execute(
             f"SELECT {STORY_COLUMNS} FROM stories WHERE {where}"
-            " ORDER BY published DESC NULLS LAST, id LIMIT ?", [f"%{w}%" for w in words] + [limit])
-        return [Story.from_row(r) for r in rows]
+            " ORDER BY published DESC NULLS LAST, id LIMIT ? OFFSET ?", (param, limit, offset))
+        return int(total), [Story.from_row(r) for r in rows]
+
+    def to_do(self, limit: int = 50) -> dict[str, list[Story]]:
+        """An editor's to-do list: the latest imports, and the stories with a file of their
+        own but no curated list yet."""
+        latest = self.db.execute(
+            f"SELECT {STORY_COLUMNS} FROM stories WHERE has_file = 1"
+            " ORDER BY changed_seq DESC, id DESC LIMIT ?", (limit,))
+        unlisted = self.db.execute(
+            f"SELECT {STORY_COLUMNS} FROM stories s WHERE has_file = 1 AND NOT EXISTS"
+            " (SELECT 1 FROM links l WHERE l.source_id = s.id)"
+            " ORDER BY published DESC NULLS LAST, id LIMIT ?", (limit,))
+        return {"latest": [Story.from_row(r) for r in latest],
+                "unlisted": [Story.from_row(r) for r in unlisted]}
 
     def ids_of_provider(self, provider: str) -> list[int]:
         """Stories whose provider name or domain is `provider` (case-insensitive)."""

@@ -233,7 +233,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("catalog", "models"):  # the app reads them as any deployment would
         if getattr(args, name):
             os.environ[settings.SETTINGS[name].env] = getattr(args, name)
-    serve({name: getattr(args, name) for name in ("host", "port", "workers", "threads")})
+    if args.pages_port:  # the app reads it too: which port answers what
+        os.environ[settings.SETTINGS["pages_port"].env] = str(args.pages_port)
+    serve({name: getattr(args, name)
+           for name in ("host", "port", "pages_port", "workers", "threads")})
     return 0
 
 
@@ -431,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the JSON API (/v1/related, /v1/model, /healthz, "
                        "/readyz, /openapi.json) under gunicorn. Workers pick up a new "
                        "`recommender train` without a restart.")
-    for name in ("host", "port", "workers", "threads"):
+    for name in ("host", "port", "pages_port", "workers", "threads"):
         setting = settings.SETTINGS[name]
         p.add_argument(setting.flag, type=type(setting.default), metavar=name.upper(),
                        help=f"{setting.help} (env {setting.env}; default {setting.default})")

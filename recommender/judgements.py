@@ -113,11 +113,15 @@ def applied(catalog: Catalog, article: int | None) -> Applied:
     """The live judgements that shape `article`'s answer (None: a new article, which only
     retractions touch). The newest live judgement of each (article, story) pair holds."""
     out = Applied()
-    if not catalog.db.has_table("judgements"):
+    try:
+        live = _rows(catalog, "WHERE undone IS NULL AND (article_id = ? OR article_id IS NULL)"
+                     " ORDER BY id", (-1 if article is None else article,))
+    except catalog.db.errors:
+        if catalog.db.has_table("judgements"):
+            raise
         return out  # a catalog written before judgements existed, read by a reader
     latest: dict[int, Judgement] = {}
-    for j in _rows(catalog, "WHERE undone IS NULL AND (article_id = ? OR article_id IS NULL)"
-                   " ORDER BY id", (-1 if article is None else article,)):
+    for j in live:
         if j.action == "retract":
             out.hidden.add(j.story_id)
         else:

@@ -67,6 +67,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             flag="--models"),
     Setting("host", "127.0.0.1", "address `serve` binds", flag="--host"),
     Setting("port", 8000, "port `serve` binds", flag="--port"),
+    Setting("pages_port", 0, "port of the editors' pages, sign-in and actions, apart from the "
+            "API (0: on the API's port); the API's port then answers the API alone",
+            flag="--pages-port"),
     Setting("workers", 2, "gunicorn worker processes", flag="--workers"),
     Setting("threads", 4, "request threads a worker (requests are read in its poller, so "
             "slow clients hold none)", flag="--threads"),

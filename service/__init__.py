@@ -68,6 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(editing.bp)
     _install_sessions(app, exempt=api.bp)
+    _install_pages_port(app, pages={pages.bp.name, accounts.bp.name, editing.bp.name})
     _install_errors(app)
     rate_limits.init_app(app)
     _install_cors(app)
@@ -92,6 +93,27 @@ def _install_sessions(app: Flask, exempt: Blueprint) -> None:
         from .accounts import current_editor
 
         return {"editor": current_editor()}
+
+
+def _install_pages_port(app: Flask, pages: set[str]) -> None:
+    """With `pages_port` set, the editors' pages (and their sign-in and actions) answer on
+    that port only, which a deployment keeps off the public network, and the API's port
+    answers the API alone; /healthz answers on both. gunicorn names the port a request
+    came in on (SERVER_PORT: the listener's, whatever the Host header says)."""
+    port = app.config["PAGES_PORT"]
+    if not port:
+        return
+
+    @app.before_request
+    def on_its_port():
+        on_pages_port = request.environ.get("SERVER_PORT") == str(port)
+        if request.endpoint == "health.healthz":
+            return None
+        if (request.blueprint in pages) != on_pages_port:
+            response = jsonify(error="not_found", message=f"no such endpoint: {request.path}")
+            response.status_code = 404
+            return response
+        return None
 
 
 def _kept_secret(path: Path) -> str:

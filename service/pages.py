@@ -76,13 +76,25 @@ def _judged(catalog: Catalog, url: str) -> dict | None:
 
 @bp.get("/stories")
 def stories():
+    """Search (whole words of titles and excerpts, or a URL), paged with the true count; an
+    empty query shows the to-do list: the latest imports, the stories without a list."""
     q = request.args.get("q", "")
-    found, error = [], None
+    page = request.args.get("page", "1")
+    page = int(page) if page.isascii() and page.isdigit() and 0 < int(page) <= 1000 else 1
+    found, total, todo, error = [], 0, None, None
     try:
-        found = recommender().catalog.search(q) if q.strip() else []
+        catalog = recommender().catalog
+        if q.strip():
+            total, found = catalog.search(q, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        else:
+            todo = catalog.to_do()
     except (ArtifactError, CatalogError) as exc:
         error = str(exc)
-    return render_template("stories.html", q=q, stories=found, error=error)
+    return render_template("stories.html", q=q, stories=found, total=total, page=page,
+                           pages=-(-total // PAGE_SIZE), todo=todo, error=error)
+
+
+PAGE_SIZE = 50  # stories per page of search results
 
 
 @bp.get("/evaluation")

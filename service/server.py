@@ -70,7 +70,8 @@ def serve(flags: dict | None = None) -> None:
 
 def _run(value) -> None:
     _Server({
-        "bind": f"{value('host')}:{value('port')}",
+        "bind": [f"{value('host')}:{value('port')}"]
+        + ([f"{value('host')}:{value('pages_port')}"] if value("pages_port") else []),
         "workers": value("workers"),
         "threads": value("threads"),
         # gthread (keep-alive, SQLite reads overlap) that holds against stalled clients

@@ -154,9 +154,16 @@ def test_a_damaged_catalog_is_reported_in_one_line(corpus, tmp_path):
     and every other command says so in one line, never a traceback."""
     location = tmp_path / "catalog.sqlite3"
     assert run_cli("import", str(corpus / "ai"), catalog=location).returncode == 0
+    import sqlite3
+
+    with sqlite3.connect(location) as db:  # a page every command reads: the stories' root
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'stories'"
+                          ).fetchone()[0]
+    db.close()
     with open(location, "r+b") as f:
-        f.seek(4096 * 20)
-        f.write(b"\xde\xad" * 2048)
+        f.seek(page_size * (root - 1))
+        f.write(b"\xde\xad" * (page_size // 2))
     check = run_cli("check", catalog=location)
     assert check.returncode == 1 and "the database is damaged" in check.stderr
     stats = run_cli("stats", catalog=location)

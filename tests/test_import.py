@@ -301,3 +301,37 @@ def test_a_catalog_has_an_identity_and_never_gives_an_id_twice(new_catalog, tmp_
     with Catalog(first, readonly=True) as a:
         assert a.identity()[0] == id_a  # kept through writes
         assert a.story_id_for("https://news.example/late") > newest
+
+
+def test_catalog_search_matches_whole_words_with_the_true_count(corpus, catalog_location):
+    """Full-text search (SQLite FTS5, PostgreSQL tsvector) on the shared corpus: every story
+    whose title or excerpt holds each word, whole words only ("azure sphere" never matches
+    WebSphere alone), the true count, and pages without repeats."""
+    import re
+
+    assert run_cli("import", "-q", str(corpus / "azure"), catalog=catalog_location
+                   ).returncode == 0
+    with Catalog(catalog_location, readonly=True) as catalog:
+        rows = catalog.db.execute("SELECT id, title, excerpt FROM stories").fetchall()
+
+        def words(text: str) -> set[str]:
+            return set(re.findall(r"\w+", text.lower()))
+
+        for query in ("azure sphere", "Kubernetes", "sql server 2019"):
+            want = {i for i, title, excerpt in rows
+                    if set(query.lower().split()) <= words(title) | words(excerpt)}
+            total, first = catalog.search(query, limit=50)
+            assert total == len(want) > 0, query
+            pages, offset = list(first), 50
+            while offset < total:
+                pages += catalog.search(query, limit=50, offset=offset)[1]
+                offset += 50
+            ids = [s.id for s in pages]
+            assert len(ids) == len(set(ids)) and set(ids) == want, query
+        total, found = catalog.search("sphere")
+        assert all("sphere" in words(s.title) | words(s.excerpt) for s in found)
+        assert not any(s.id for s in found if "websphere" in s.title.lower()
+                       and "sphere" not in words(s.title) | words(s.excerpt))
+        todo = catalog.to_do(limit=10)
+        assert len(todo["latest"]) == 10 and todo["unlisted"]
+        assert all(not catalog.curated(s.id) for s in todo["unlisted"])

@@ -554,3 +554,27 @@ def _children(pid: int) -> list[int]:
         if fields[1] == str(pid):
             found.append(int(entry.name))
     return found
+
+
+def test_the_pages_on_their_own_port(seeds_catalog, seeds_models, tmp_path):
+    """pages_port: the editors' pages answer there only, and the API's port the API only."""
+    pages_port = free_port()
+    base, proc = start_server({"RECOMMENDER_CATALOG": str(seeds_catalog),
+                               "RECOMMENDER_MODELS": str(seeds_models),
+                               "RECOMMENDER_INSTANCE": str(tmp_path / "instance"),
+                               "RECOMMENDER_PAGES_PORT": str(pages_port)},
+                              tmp_path / "serve.log", workers=1)
+    pages = f"http://127.0.0.1:{pages_port}"
+    try:
+        api = "/v1/related?k=2&url=" + SEED
+        assert fetch(base, api)[0] == 200
+        status, body = fetch(pages, api)
+        assert status == 404 and body["error"] == "not_found"
+        for path in ("/", "/login", "/stories?q=facial"):
+            with urllib.request.urlopen(pages + path, timeout=30) as r:
+                assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+            status, body = fetch(base, path)
+            assert status == 404 and body["message"].startswith("no such endpoint")
+        assert fetch(base, "/healthz")[0] == fetch(pages, "/healthz")[0] == 200
+    finally:
+        stop_server(proc)
