@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +201,12 @@ class Snapshot:
     link_pos: np.ndarray
     max_seq: int
     catalog_id: str | None = None  # the catalog's identity (Catalog.identity)
+    # Editors' live judgements on pairs (recommender.judgements), as rows like the links:
+    # the article, the story, and whether it belongs (pinned, accepted) or not (blocked,
+    # rejected); the newest judgement of a pair holds.
+    judged_src: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    judged_dst: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    judged_belongs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -580,6 +586,7 @@ class Catalog:
                 "SELECT source_id, target_id, position FROM links ORDER BY source_id, position"
             ).fetchall()
             catalog_id, max_seq = self.identity()
+            judged = self._judged_pairs()
         finally:
             self.db.commit()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
@@ -605,7 +612,19 @@ class Catalog:
             link_pos=link_arr[:, 2],
             max_seq=max_seq,
             catalog_id=catalog_id,
+            **_judged_rows(ids, judged),
         )
+
+    def _judged_pairs(self) -> list[tuple[int, int, str]]:
+        """(article id, story id, action) of the newest live judgement of each pair."""
+        if not self.db.has_table("judgements"):
+            return []
+        newest: dict[tuple[int, int], str] = {}
+        for article, story, action in self.db.execute(
+                "SELECT article_id, story_id, action FROM judgements WHERE undone IS NULL"
+                " AND article_id IS NOT NULL ORDER BY id"):
+            newest[(article, story)] = action
+        return [(a, b, action) for (a, b), action in sorted(newest.items())]
 
     def stats(self) -> dict:
         q = self.db.execute
@@ -704,6 +723,20 @@ def _next_id(db: Database) -> int:
     row = db.execute("SELECT COALESCE(MAX(id), 0) + 1,"
                      " (SELECT value FROM meta WHERE name = 'next_id') FROM stories").fetchone()
     return max(int(row[0]), int(row[1] or 0))
+
+
+def _judged_rows(ids: np.ndarray, judged: list[tuple[int, int, str]]) -> dict:
+    """The judged pairs as rows of the snapshot (pairs naming a story no longer held are
+    left out)."""
+    pairs = [(a, b, action in ("pin", "accept")) for a, b, action in judged
+             if action in ("pin", "accept", "block", "reject")]
+    arr = np.array([(a, b) for a, b, _ in pairs], dtype=np.int64).reshape(-1, 2)
+    belongs = np.array([x for _, _, x in pairs], dtype=bool)
+    src = np.minimum(np.searchsorted(ids, arr[:, 0]), max(len(ids) - 1, 0))
+    dst = np.minimum(np.searchsorted(ids, arr[:, 1]), max(len(ids) - 1, 0))
+    held = (ids[src] == arr[:, 0]) & (ids[dst] == arr[:, 1]) if len(ids) else \
+        np.zeros(len(arr), dtype=bool)
+    return {"judged_src": src[held], "judged_dst": dst[held], "judged_belongs": belongs[held]}
 
 
 def _set_meta(db: Database, name: str, value: object) -> None:

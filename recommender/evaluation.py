@@ -64,9 +64,14 @@ def make_split(snapshot: Snapshot, test_fraction: float = 0.2, fold: int = 0,
     cold = np.zeros(len(snapshot), dtype=bool)
     cold[np.concatenate(span[fold:])] = True  # this slice, and the future
     keep = without(snapshot.link_src, snapshot.link_dst, cold)
+    # No judgement touching a test query (or a later one) is seen either, as no link is.
+    judged = without(snapshot.judged_src, snapshot.judged_dst, cold)
     view = dataclasses.replace(snapshot, link_src=snapshot.link_src[keep],
                                link_dst=snapshot.link_dst[keep],
-                               link_pos=snapshot.link_pos[keep])
+                               link_pos=snapshot.link_pos[keep],
+                               judged_src=snapshot.judged_src[judged],
+                               judged_dst=snapshot.judged_dst[judged],
+                               judged_belongs=snapshot.judged_belongs[judged])
     relevant = [set(snapshot.link_dst[snapshot.link_src == q].tolist()) for q in test]
     return Split(test_rows=test, n_queries=len(queries), view=view, relevant=relevant)
 

@@ -12,6 +12,7 @@ with "earlier", only the lists of earlier blocks (the first block then yields no
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from . import sparse_rows
 from .candidates import DAY, FEATURES, Index, Queries, generate
 from .catalog import Snapshot
 from .graph import adjacency, without
-from .ranker import LambdaRanker
+from .ranker import MAX_GRADE, LambdaRanker
 from .sparse_rows import Row
 from .text import TextFeatures
 
@@ -113,7 +114,8 @@ class RelatedModel(BaseEstimator):
                  bare_fraction: float = 0.3, recent_days: float = 7.0,
                  undated_gap_days: float = 365.0, date_vote_days: float = 3.0,
                  batch_budget: int = 20_000_000, n_jobs: int = 1,
-                 parallel_min_rows: int = 20_000, verbose: bool = False, random_state: int = 0):
+                 parallel_min_rows: int = 20_000, verbose: bool = False, random_state: int = 0,
+                 judgement_weight: int = 1):
         self.n_text = n_text
         self.n_date = n_date
         self.n_graph = n_graph
@@ -135,6 +137,7 @@ class RelatedModel(BaseEstimator):
         self.parallel_min_rows = parallel_min_rows
         self.verbose = verbose
         self.random_state = random_state
+        self.judgement_weight = judgement_weight
 
     @classmethod
     def from_params(cls, params: dict | None = None) -> RelatedModel:
@@ -157,6 +160,7 @@ class RelatedModel(BaseEstimator):
         if n < 2:
             raise ValueError("the catalog needs at least two stories to train on")
         self.ids_ = snapshot.ids.copy()
+        snapshot, grades = self._with_judgements(snapshot)
         self.text_ = clone(self.text if self.text is not None else TextFeatures()).fit(
             snapshot.titles, snapshot.excerpts)
         full, title = self.text_.transform(snapshot.titles, snapshot.excerpts)
@@ -175,14 +179,43 @@ class RelatedModel(BaseEstimator):
             raise ValueError(f"unknown features: {sorted(unknown)}; known: {FEATURES}")
         if self.training_graph not in ("others", "earlier"):
             raise ValueError("training_graph must be 'others' or 'earlier'")
-        X, y, group = self._training_pairs(snapshot, parts, truth)
+        X, y, group = self._training_pairs(snapshot, parts,
+                                           truth if grades is None else grades)
         self.n_training_pairs_ = len(y)
-        self.n_training_positives_ = int(y.sum())
+        self.n_training_positives_ = int((y > 0).sum())
         self.ranker_ = clone(self.ranker if self.ranker is not None else LambdaRanker())
         self.ranker_.fit(X, y, group=group)
         self.index_ = Index(graph=truth, **parts)
         self.feature_names_ = tuple(self.features)
         return self
+
+    def _with_judgements(self, snapshot: Snapshot) -> tuple[Snapshot, sp.csr_matrix | None]:
+        """The curated links as training reads them, with the editors' judgements: a story
+        pinned or accepted for an article joins its list (as a link for the graph evidence,
+        and as a positive of relevance grade `judgement_weight`, against 1 for a curated
+        story); one blocked or rejected leaves it, and the model never ranks it for that
+        article (`rejected_`). Returns the snapshot so changed, and the grades (None: no
+        judgement used). `judgement_weight=0` ignores judgements."""
+        n = len(snapshot)
+        self.rejected_ = np.zeros(0, dtype=np.int64)
+        self.n_judged_ = {"positive": 0, "negative": 0}
+        if not self.judgement_weight or not len(snapshot.judged_src):
+            return snapshot, None
+        if not 0 < self.judgement_weight <= MAX_GRADE:
+            raise ValueError(f"judgement_weight must be from 0 to {MAX_GRADE}")
+        keys = snapshot.judged_src * n + snapshot.judged_dst
+        good, bad = keys[snapshot.judged_belongs], keys[~snapshot.judged_belongs]
+        self.rejected_ = np.unique(bad)
+        self.n_judged_ = {"positive": int(len(good)), "negative": int(len(bad))}
+        links = snapshot.link_src * n + snapshot.link_dst
+        keep = ~np.isin(links, bad)
+        added = np.setdiff1d(good, links)
+        src = np.concatenate([snapshot.link_src[keep], added // n])
+        dst = np.concatenate([snapshot.link_dst[keep], added % n])
+        pos = np.concatenate([snapshot.link_pos[keep], np.full(len(added), 1 << 20)])
+        grade = np.where(np.isin(src * n + dst, good), self.judgement_weight, 1)
+        grades = sp.csr_matrix((grade.astype(np.float32), (src, dst)), shape=(n, n))
+        return dataclasses.replace(snapshot, link_src=src, link_dst=dst, link_pos=pos), grades
 
     def _training_pairs(self, snapshot: Snapshot, parts: dict, truth: sp.csr_matrix
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,9 +252,9 @@ class RelatedModel(BaseEstimator):
                 # without them instead of reading their absence as "unrelated".
                 self._strip(queries, rng.random(len(batch)) < self.bare_fraction)
                 pairs = self._generate(index, queries)
-                labels = np.asarray(truth[batch[pairs.query], pairs.candidate]).ravel() > 0
-                found += int(labels.sum())
-                total += int(truth[batch].sum())
+                labels = np.asarray(truth[batch[pairs.query], pairs.candidate]).ravel()
+                found += int((labels > 0).sum())
+                total += int((truth[batch] > 0).sum())
                 X_parts.append(pairs.features)
                 y_parts.append(labels)
                 g_parts.append(np.bincount(pairs.query, minlength=len(batch)))
@@ -257,6 +290,12 @@ class RelatedModel(BaseEstimator):
               allowed: np.ndarray | None = None) -> Ranking:
         pairs = self._generate(index, queries, allowed)
         scores = self.ranker_.score_pairs(pairs.features)
+        rejected = getattr(self, "rejected_", None)  # absent from models made before it
+        if rejected is not None and len(rejected):
+            own = queries.rows[pairs.query]
+            keep = ~((own >= 0) & np.isin(own * len(index) + pairs.candidate, rejected))
+            return top_k(pairs.query[keep], pairs.candidate[keep], scores[keep],
+                         queries.full.shape[0], k)
         return top_k(pairs.query, pairs.candidate, scores, queries.full.shape[0], k)
 
     def rank_rows(self, rows: np.ndarray, k: int = 100) -> Ranking:

@@ -316,3 +316,60 @@ def test_a_new_article_with_only_title_excerpt_and_date_is_ranked_as_well(tmp_pa
             recall[label].append(recall_at(got, set(corpus.related[i].tolist()), 10))
     bare, full = np.mean(recall["bare"]), np.mean(recall["with metadata"])
     assert bare >= 0.85 * full, recall
+
+
+def _judged(snap, src, dst, belongs):
+    return dataclasses.replace(snap, judged_src=np.asarray(src, dtype=np.int64),
+                               judged_dst=np.asarray(dst, dtype=np.int64),
+                               judged_belongs=np.asarray(belongs, dtype=bool))
+
+
+def test_no_judgement_touching_a_test_query_is_used_in_its_evaluation(synthetic_snapshot):
+    """The cold protocol holds for editors' judgements as for links: one on a test query,
+    or naming one, or on a later query, is out of the view the model trains on."""
+    snap = synthetic_snapshot
+    split = make_split(snap, 0.2)
+    test, train_rows = split.test_rows, np.setdiff1d(np.unique(split.view.link_src),
+                                                     split.test_rows)
+    src = [test[0], train_rows[0], train_rows[1], train_rows[2]]
+    dst = [train_rows[5], test[1], train_rows[6], train_rows[7]]
+    judged = _judged(snap, src, dst, [True, True, True, False])
+    view = make_split(judged, 0.2).view
+    assert view.judged_src.tolist() == [train_rows[1], train_rows[2]]
+    assert view.judged_dst.tolist() == [train_rows[6], train_rows[7]]
+    model = RelatedModel.from_params(SMALL).fit(view)
+    graph = model.index_.graph.tocoo()
+    assert not np.isin(graph.row, test).any() and not np.isin(graph.col, test).any()
+    assert model.n_judged_ == {"positive": 1, "negative": 1}
+
+
+def test_editors_judgements_on_training_articles_help_held_out_queries(synthetic_snapshot):
+    """Half the curated links of the training articles are lost; an editor accepts them
+    again as judgements. Held-out recall comes back up with them, and stays down when the
+    model is told to ignore judgements (judgement_weight=0)."""
+    snap = synthetic_snapshot
+    split = make_split(snap, 0.2)
+    in_test = np.isin(snap.link_src, split.test_rows) | np.isin(snap.link_dst, split.test_rows)
+    rng = np.random.default_rng(0)
+    lost = ~in_test & (rng.random(len(snap.link_src)) < 0.5)
+    degraded = dataclasses.replace(snap, link_src=snap.link_src[~lost],
+                                   link_dst=snap.link_dst[~lost], link_pos=snap.link_pos[~lost])
+    judged = _judged(degraded, snap.link_src[lost], snap.link_dst[lost], np.ones(lost.sum()))
+    without_them = evaluate(degraded, 0.2, params=SMALL)["model"]["recall@10"]
+    with_them = evaluate(judged, 0.2, params=SMALL)["model"]["recall@10"]
+    ignored = evaluate(judged, 0.2, params={**SMALL, "judgement_weight": 0})
+    assert with_them > without_them
+    assert ignored["model"]["recall@10"] == without_them
+
+
+def test_a_rejected_story_is_not_ranked_for_that_article_after_a_retrain(synthetic_snapshot):
+    snap = synthetic_snapshot
+    model = RelatedModel.from_params(SMALL).fit(snap)
+    article = int(snap.link_src[0])
+    before = model.rank_rows(np.array([article]), k=10).rows[0].tolist()
+    rejected, kept = before[0], before[1]
+    retrained = RelatedModel.from_params(SMALL).fit(
+        _judged(snap, [article], [rejected], [False]))
+    after = retrained.rank_rows(np.array([article]), k=100).rows[0].tolist()
+    assert rejected not in after and kept in after[:10]
+    assert retrained.n_judged_ == {"positive": 0, "negative": 1}
