@@ -16,18 +16,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, g, request
 from flask_compress import Compress
 from flask_cors import CORS
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from recommender import database, settings
-from recommender.artifact import ArtifactError
-from recommender.catalog import CatalogError
+from recommender import settings
 from recommender.recommend import GenerationCache
 from recommender.urls import is_web_url
+
+from .errors import fail
 
 CORS_PREFLIGHT_SECONDS = 600  # how long a browser may reuse a preflight's answer
 
@@ -53,7 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       MAX_CONTENT_LENGTH=app.config["MAX_BODY"])
     app.json.sort_keys = False
 
-    from . import accounts, api, core, editing, health, openapi, pages, rate_limits, widget
+    from . import accounts, api, core, editing, errors, health, openapi, pages, rate_limits, widget
     # First, so that its after_request runs last (Flask runs them in reverse): the line
     # logged is the response as sent (a preflight's 204, a 304, a 429).
     _install_request_log(app)
@@ -69,7 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(editing.bp)
     _install_sessions(app, exempt=api.bp)
     _install_pages_port(app, pages={pages.bp.name, accounts.bp.name, editing.bp.name})
-    _install_errors(app)
+    errors.init_app(app)
     rate_limits.init_app(app)
     _install_cors(app)
     _install_compression(app)
@@ -110,9 +109,7 @@ def _install_pages_port(app: Flask, pages: set[str]) -> None:
         if request.endpoint == "health.healthz":
             return None
         if (request.blueprint in pages) != on_pages_port:
-            response = jsonify(error="not_found", message=f"no such endpoint: {request.path}")
-            response.status_code = 404
-            return response
+            fail(404, f"no such endpoint: {request.path}")
         return None
 
 
@@ -202,47 +199,6 @@ def _install_cors(app: Flask) -> None:
             response.set_data(b"")
             response.headers.pop("Content-Type", None)
         return response
-
-
-def _install_errors(app: Flask) -> None:
-    """Every error is JSON naming the problem: never an HTML page, never a stack trace."""
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        message = exc.description or exc.name
-        if exc.code == 413:
-            limit = current_app.config["MAX_BODY"]
-            size = f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
-            message = f"request body too large (the limit is {size})"
-        elif exc.code == 404 and request.blueprint is None:
-            message = f"no such endpoint: {request.path}"
-        elif exc.code == 429:
-            message = (f"rate limit exceeded ({exc.description}); retry after the seconds in "
-                       "Retry-After")
-        elif exc.code == 405:
-            message = f"method {request.method} not allowed on {request.path}"
-        response = jsonify(error=exc.name.lower().replace(" ", "_"), message=message)
-        response.status_code = exc.code
-        if getattr(exc, "valid_methods", None):  # a 405 says what is allowed
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
-        return response
-
-    @app.errorhandler(ArtifactError)
-    @app.errorhandler(CatalogError)
-    def unavailable(exc: Exception):
-        """No sound model of this catalog to serve, or no catalog: the one 503 of the API
-        (the pages render their own, from the same exceptions)."""
-        return jsonify(error="unavailable", message=str(exc)), 503
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        if database.is_unavailable(exc):
-            app.logger.warning("catalog unavailable on %s %s: %s", request.method,
-                               request.path, exc)
-            return jsonify(error="catalog_unavailable",
-                           message="the catalog database did not answer; retry"), 503
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify(error="internal_error", message="internal error; see the server log"), 500
 
 
 def _install_request_log(app: Flask) -> None:

@@ -6,7 +6,7 @@ import functools
 import json
 from typing import Any, NoReturn
 
-from flask import Blueprint, Response, abort, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import quote_etag
 
@@ -14,7 +14,9 @@ from recommender import api_keys
 from recommender.frontmatter import BadFile, iso_utc
 from recommender.recommend import MAX_TOPICS, Answer, Filters, NotFound
 
+from . import errors
 from .core import recommender
+from .errors import fail
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 KEY_HEADER = "X-API-Key"
@@ -30,15 +32,9 @@ def _key_required() -> None:
     if not current_app.config["API_KEYS"] or request.method == "OPTIONS":
         return
     if not request.headers.get(KEY_HEADER):
-        _refuse(f"send an API key in the {KEY_HEADER} header")
+        fail(401, f"send an API key in the {KEY_HEADER} header")
     if key_holder() is None:
-        _refuse("unknown or revoked API key")
-
-
-def _refuse(message: str) -> NoReturn:
-    response = jsonify(error="unauthorized", message=message)
-    response.status_code = 401
-    abort(response)
+        fail(401, "unknown or revoked API key")
 
 
 def key_holder() -> str | None:
@@ -60,11 +56,7 @@ def _not_stored(response: Response) -> Response:
 
 
 def _bad(message: str, close: bool = False) -> NoReturn:
-    response = jsonify(error="bad_request", message=message)
-    response.status_code = 400
-    if close:  # the stream's framing is lost: nothing more is read from this connection
-        response.headers["Connection"] = "close"
-    abort(response)
+    fail(400, message, close)
 
 
 def _query() -> tuple[str | None, Filters]:
@@ -119,7 +111,7 @@ def related_by_url():
         tag, body = recommender().by_url_tagged(url, filters,
                                                 lambda t: t in held or "*" in held)
     except NotFound as exc:
-        return jsonify(error="not_found", message=str(exc)), 404
+        fail(404, str(exc))
     except ValueError as exc:
         _bad(str(exc))
     # A CDN or browser may keep the answer max-age seconds, then revalidate: the tag names
@@ -216,10 +208,7 @@ def _read_body() -> bytes:
 def _json_body() -> Any:
     """The request's JSON body (415 when it is not JSON, 400 when it does not parse)."""
     if not request.is_json:
-        response = jsonify(error="unsupported_media_type",
-                           message="send JSON (Content-Type: application/json)")
-        response.status_code = 415
-        abort(response)
+        fail(415, "send JSON (Content-Type: application/json)")
     data = _body()
     try:  # the parser's own depth limit is a RecursionError, not a ValueError
         return json.loads(data)
@@ -266,14 +255,14 @@ def related_batch():
                                     .payload()).encode()
             parts.append(b'{"status":200,"answer":' + answer + b"}")
         except NotFound as exc:
-            parts.append(_item_error(404, "not_found", str(exc)))
+            parts.append(_item_error(404, str(exc)))
         except ValueError as exc:
-            parts.append(_item_error(400, "bad_request", str(exc)))
+            parts.append(_item_error(400, str(exc)))
     return Response(b'{"results":[' + b",".join(parts) + b"]}", mimetype="application/json")
 
 
-def _item_error(status: int, error: str, message: str) -> bytes:
-    return json.dumps({"status": status, "error": error, "message": message}).encode()
+def _item_error(status: int, message: str) -> bytes:
+    return json.dumps({"status": status, **errors.body(status, message)}).encode()
 
 
 @bp.get("/model")

@@ -4,12 +4,13 @@ editor; the answer changes at once, and the page goes back to where it was."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, current_app, redirect, request, url_for
 
 from recommender import judgements
 from recommender.catalog import Catalog
 
 from .accounts import current_editor, local_target
+from .errors import fail
 
 bp = Blueprint("editing", __name__)
 
@@ -17,9 +18,7 @@ bp = Blueprint("editing", __name__)
 def _editor() -> str:
     name = current_editor()
     if name is None:
-        response = jsonify(error="unauthorized", message="sign in as an editor first")
-        response.status_code = 401
-        abort(response)
+        fail(401, "sign in as an editor first")
     return name
 
 
@@ -28,14 +27,8 @@ def _number(name: str, required: bool = True) -> int | None:
     if not raw and not required:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        abort(_bad(f"{name} must be a whole number"))
+        fail(400, f"{name} must be a whole number")
     return int(raw)
-
-
-def _bad(message: str):
-    response = jsonify(error="bad_request", message=message)
-    response.status_code = 400
-    return response
 
 
 @bp.post("/judge")
@@ -49,11 +42,11 @@ def judge():
             if story is None:  # a story named by its URL (pinning one the list lacks)
                 story = catalog.story_id_for(request.form["story_url"].strip())
                 if story is None:
-                    return _bad("no story in the catalog for that URL")
+                    fail(400, "no story in the catalog for that URL")
             judgements.record(catalog, action, story, editor, article=article,
                               position=_number("position", False))
     except judgements.JudgementError as exc:
-        return _bad(str(exc))
+        fail(400, str(exc))
     return redirect(local_target(request.form.get("next"), url_for("pages.preview")))
 
 
@@ -64,5 +57,5 @@ def undo():
         with Catalog(current_app.config["CATALOG"]) as catalog:
             judgements.undo(catalog, _number("judgement"), editor)
     except judgements.JudgementError as exc:
-        return _bad(str(exc))
+        fail(400, str(exc))
     return redirect(local_target(request.form.get("next"), url_for("pages.preview")))
