@@ -155,6 +155,11 @@ def audit(catalog: Catalog, article: int | None = None, editor: str | None = Non
     return _rows(catalog, f"{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
 
 
+def retractions(catalog: Catalog) -> list[Judgement]:
+    """The live retractions, newest first: stories kept out of every list."""
+    return _rows(catalog, "WHERE action = 'retract' AND undone IS NULL ORDER BY id DESC", ())
+
+
 def _rows(catalog: Catalog, clause: str, params: tuple) -> list[Judgement]:
     return [Judgement(*r) for r in catalog.db.execute(
         "SELECT id, article_id, story_id, action, position, editor, created, undone, "

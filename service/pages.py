@@ -65,9 +65,8 @@ def _judged(catalog: Catalog, url: str) -> dict | None:
     article = catalog.story_id_for(url)
     if article is None:
         return None
-    history = sorted(judgements.audit(catalog, article=article) + [
-        j for j in judgements.audit(catalog, limit=1000)
-        if j.action == "retract" and not j.undone], key=lambda j: -j.id)
+    history = sorted(judgements.audit(catalog, article=article)
+                     + judgements.retractions(catalog), key=lambda j: -j.id)
     hidden = judgements.applied(catalog, article).hidden
     stories = catalog.stories(sorted({j.story_id for j in history} | hidden))
     return {"article": article, "history": history, "stories": stories,
