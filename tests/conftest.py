@@ -16,7 +16,7 @@ CORPUS = SHARED / "corpus"
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corpus() -> Path:
     """The real corpus; CI always has it beside the clone, so there its absence fails."""
     if not CORPUS.is_dir():

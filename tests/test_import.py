@@ -269,14 +269,26 @@ def test_sigkill_mid_import_leaves_whole_files_and_a_rerun_finishes(tmp_path, ne
     assert json.loads(run_cli("stats", "--json", catalog=catalog_location).stdout) == clean_stats
 
 
-def test_shared_corpus_imports_cleanly_and_idempotently(corpus, catalog_location):
-    first = run_cli("import", "-q", str(corpus), catalog=catalog_location)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def corpus_catalog(request, tmp_path_factory) -> str:
+    """The whole shared corpus imported once per engine, through the CLI; tests only read
+    it (or import it again, which must change nothing)."""
+    corpus = request.getfixturevalue("corpus")
+    if request.param == "sqlite":
+        location = str(tmp_path_factory.mktemp("corpus") / "catalog.sqlite3")
+    else:
+        location = request.getfixturevalue("postgres").new_database()
+    first = run_cli("import", "-q", str(corpus), catalog=location)
     assert first.returncode == 0, first.stderr[-2000:]
-    stats1 = run_cli("stats", "--json", catalog=catalog_location).stdout
-    second = run_cli("import", "-q", str(corpus), catalog=catalog_location)
+    return location
+
+
+def test_shared_corpus_imports_cleanly_and_idempotently(corpus, corpus_catalog):
+    stats1 = run_cli("stats", "--json", catalog=corpus_catalog).stdout
+    second = run_cli("import", "-q", str(corpus), catalog=corpus_catalog)
     assert second.returncode == 0
     assert "imported 0, updated 0" in second.stdout
-    assert run_cli("stats", "--json", catalog=catalog_location).stdout == stats1
+    assert run_cli("stats", "--json", catalog=corpus_catalog).stdout == stats1
     assert json.loads(stats1)["curated_lists"] >= 2488
 
 
@@ -303,15 +315,13 @@ def test_a_catalog_has_an_identity_and_never_gives_an_id_twice(new_catalog, tmp_
         assert a.story_id_for("https://news.example/late") > newest
 
 
-def test_catalog_search_matches_whole_words_with_the_true_count(corpus, catalog_location):
+def test_catalog_search_matches_whole_words_with_the_true_count(corpus_catalog):
     """Full-text search (SQLite FTS5, PostgreSQL tsvector) on the shared corpus: every story
     whose title or excerpt holds each word, whole words only ("azure sphere" never matches
     WebSphere alone), the true count, and pages without repeats."""
     import re
 
-    assert run_cli("import", "-q", str(corpus / "azure"), catalog=catalog_location
-                   ).returncode == 0
-    with Catalog(catalog_location, readonly=True) as catalog:
+    with Catalog(corpus_catalog, readonly=True) as catalog:
         rows = catalog.db.execute("SELECT id, title, excerpt FROM stories").fetchall()
 
         def words(text: str) -> set[str]:
