@@ -219,3 +219,24 @@ def test_no_link_or_image_but_http_and_a_csp(site, browser):
             assert target.startswith(("http://", "https://", "/", "?")), (path, target)
     assert dialogs == []
     context.close()
+
+
+def test_the_widget_shows_markup_in_a_title_as_text(site, browser):
+    """The embeddable widget (tests/test_widget.py has the rest) on this catalog of tricks:
+    a title holding a script tag is text, and links and images are http(s) only."""
+    base, _ = site
+    context = browser.new_context()
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.set_content('<!doctype html><html><body><p>An article.</p><script src="'
+                     f'{base}/widget.js" data-url="https://legacy.example/zebras"></script>'
+                     "</body></html>")
+    page.locator(".rs-item").first.wait_for(timeout=20000)
+    assert EVIL in page.locator(".rs-widget").inner_text()
+    assert page.locator(".rs-widget script").count() == 0
+    links = page.locator(".rs-widget a, .rs-widget img").evaluate_all(
+        "nodes => nodes.map(n => n.href || n.src)")
+    assert links and all(u.startswith(("http://", "https://")) for u in links)
+    assert dialogs == []
+    context.close()

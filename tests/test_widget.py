@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, run_cli
-from test_browser import EVIL, browser, shoot, site  # noqa: F401 - fixtures, shared
+from test_browser import browser, shoot  # noqa: F401 - the browser fixture, shared
 from test_live import start_server, stop_server
 from test_service import SEED
 
@@ -174,26 +174,3 @@ def test_the_widget_script_is_cacheable_javascript(client):
     # Titles and URLs reach the page as text and checked links, never as markup.
     assert b"textContent" in response.data and b"innerHTML" not in response.data
 
-
-def test_markup_in_a_title_is_shown_as_text_and_no_script_runs(
-        site, news_site, browser):  # noqa: F811 - fixtures
-    """A story whose title holds a script tag, beside one imported with javascript: and
-    data: URLs before the import refused them (test_browser's catalog)."""
-    base, _ = site
-    root, origin = news_site
-    name = "zebras.html"
-    (root / name).write_text(PAGE.format(article="https://legacy.example/zebras",
-                                         tag=f'<script src="{base}/widget.js"></script>'))
-    context = browser.new_context()
-    page = context.new_page()
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{origin}/{name}")
-    page.locator(".rs-item").first.wait_for(timeout=20000)
-    assert EVIL in page.locator(".rs-widget").inner_text()
-    assert page.locator(".rs-widget script").count() == 0
-    links = page.locator(".rs-widget a, .rs-widget img").evaluate_all(
-        "nodes => nodes.map(n => n.href || n.src)")
-    assert links and all(u.startswith(("http://", "https://")) for u in links)
-    assert dialogs == []
-    context.close()
