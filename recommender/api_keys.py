@@ -8,16 +8,13 @@ stays listed, with when it was revoked, and is refused from the next request on.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 
-from .catalog import Catalog
+from .catalog import Catalog, checked_name, utc_now
 
 PREFIX = "rk_"  # tells a leaked key for what it is (secret scanners, logs)
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
 class ApiKeyError(ValueError):
@@ -35,23 +32,20 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def add(catalog: Catalog, name: str) -> str:
     """A new key named `name` (who holds it: a site, a partner); returns the key itself,
     which is not kept and cannot be shown again."""
-    if not _NAME.fullmatch(name):
-        raise ApiKeyError(f"key name {name[:80]!r}: use 1 to 64 letters, digits, . _ @ -, "
-                        "starting with a letter or digit")
+    try:
+        checked_name(name, "key name")
+    except ValueError as exc:
+        raise ApiKeyError(str(exc)) from None
     key = PREFIX + secrets.token_urlsafe(32)
     with catalog.transaction():
         if catalog.db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
             raise ApiKeyError(f"a key named {name} exists already (revoked keys stay listed): "
                               "pick another name")
         catalog.db.execute("INSERT INTO api_keys (name, digest, created) VALUES (?, ?, ?)",
-                           (name, digest(key), _now()))
+                           (name, digest(key), utc_now()))
     return key
 
 
@@ -62,10 +56,12 @@ def revoke(catalog: Catalog, name: str) -> None:
         if row is None:
             raise ApiKeyError(f"no key named {name[:80]}")
         if row[0] is None:
-            catalog.db.execute("UPDATE api_keys SET revoked = ? WHERE name = ?", (_now(), name))
+            catalog.db.execute("UPDATE api_keys SET revoked = ? WHERE name = ?", (utc_now(), name))
 
 
 def listed(catalog: Catalog) -> list[ApiKey]:
+    if not catalog.db.has_table("api_keys"):
+        return []  # a catalog no key was ever made for, read by a reader
     return [ApiKey(*row) for row in catalog.db.execute(
         "SELECT name, created, revoked FROM api_keys ORDER BY name")]
 

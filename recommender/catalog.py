@@ -413,7 +413,7 @@ class Catalog:
             # Ids are never used twice: a model trained before this removal must not find
             # its rows for the removed stories naming stories imported after it.
             _set_meta(db, "next_id", _next_id(db))
-            now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            now = utc_now()
             for url in urls:
                 story_id = self.story_id_for(url)
                 if story_id is None:
@@ -737,6 +737,23 @@ def _judged_rows(ids: np.ndarray, judged: list[tuple[int, int, str]]) -> dict:
     held = (ids[src] == arr[:, 0]) & (ids[dst] == arr[:, 1]) if len(ids) else \
         np.zeros(len(arr), dtype=bool)
     return {"judged_src": src[held], "judged_dst": dst[held], "judged_belongs": belongs[held]}
+
+
+def utc_now() -> str:
+    """The time stamp the catalog writes (a removal, a judgement, an account, a key)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def checked_name(name: object, what: str) -> str:
+    """A name the catalog keeps for a person or a holder (an editor, an API key); ValueError
+    says what a good one is."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{what} {str(name)[:80]!r}: use 1 to 64 letters, digits, . _ @ -, "
+                         "starting with a letter or digit")
+    return name
 
 
 def _set_meta(db: Database, name: str, value: object) -> None:

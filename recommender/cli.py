@@ -255,7 +255,7 @@ def cmd_apikey(args: argparse.Namespace) -> int:
                 api_keys.revoke(catalog, args.name)
                 print(f"key {args.name} revoked")
             else:
-                keys = api_keys.listed(catalog) if catalog.db.has_table("api_keys") else []
+                keys = api_keys.listed(catalog)
                 if args.json:
                     print(json.dumps([vars(k) for k in keys], indent=2))
                 for k in keys if not args.json else []:

@@ -7,13 +7,12 @@ scrypt hash made by Werkzeug's `generate_password_hash`, and checked by its
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from dataclasses import dataclass
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .catalog import Catalog
+from .catalog import Catalog, utc_now
 from .judgements import JudgementError, valid_editor
 
 MIN_PASSWORD = 10
@@ -39,9 +38,8 @@ def add(catalog: Catalog, name: str, password: str) -> None:
     with catalog.transaction():
         if catalog.db.execute("SELECT 1 FROM editors WHERE name = ?", (name,)).fetchone():
             raise EditorError(f"an editor named {name} exists already")
-        catalog.db.execute("INSERT INTO editors VALUES (?, ?, ?)", (
-            name, generate_password_hash(password),
-            dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
+        catalog.db.execute("INSERT INTO editors VALUES (?, ?, ?)",
+                           (name, generate_password_hash(password), utc_now()))
 
 
 def remove(catalog: Catalog, name: str) -> None:

@@ -10,16 +10,13 @@ retracted stories never. Accepted ones stay where the ranking puts them.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from dataclasses import dataclass, field
 
-from .catalog import Catalog
+from .catalog import Catalog, checked_name, utc_now
 
 ACTIONS = ("pin", "block", "accept", "reject", "retract")
 HIDING = ("block", "reject")  # for the article judged
 MAX_POSITION = 100  # a pin's position, 1 = first
-_EDITOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
 class JudgementError(ValueError):
@@ -52,15 +49,11 @@ class Applied:
         return bool(self.pinned or self.hidden or self.accepted)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def valid_editor(name: str) -> str:
-    if not isinstance(name, str) or not _EDITOR.fullmatch(name):
-        raise JudgementError(f"editor name {str(name)[:80]!r}: use 1 to 64 letters, digits, "
-                             ". _ @ -, starting with a letter or digit")
-    return name
+    try:
+        return checked_name(name, "editor name")
+    except ValueError as exc:
+        raise JudgementError(str(exc)) from None
 
 
 def record(catalog: Catalog, action: str, story: int, editor: str,
@@ -89,7 +82,7 @@ def record(catalog: Catalog, action: str, story: int, editor: str,
         cur = catalog.db.execute(
             "INSERT INTO judgements (article_id, story_id, action, position, editor, created)"
             " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (article, story, action, position, editor, _now()))
+            (article, story, action, position, editor, utc_now()))
         judgement_id = int(cur.fetchone()[0])
         catalog.changed()
     return judgement_id
@@ -104,7 +97,7 @@ def undo(catalog: Catalog, judgement_id: int, editor: str) -> Judgement:
         if found[0].undone:
             raise JudgementError(f"judgement {judgement_id} was undone already")
         catalog.db.execute("UPDATE judgements SET undone = ?, undone_by = ? WHERE id = ?",
-                           (_now(), editor, judgement_id))
+                           (utc_now(), editor, judgement_id))
         catalog.changed()
     return found[0]
 
