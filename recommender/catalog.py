@@ -222,7 +222,9 @@ class Snapshot:
 class ImportCounts:
     imported: int = 0  # files whose article was new to the catalog as an article
     updated: int = 0  # files that replaced an older version of their article
-    unchanged: int = 0  # files already imported, or older than the version the catalog holds
+    # files already imported, older than the version the catalog holds, or saying just what
+    # it holds and serves (an export coming back)
+    unchanged: int = 0
     skipped: int = 0  # bad files
     warnings: int = 0  # items or images dropped from imported files
 

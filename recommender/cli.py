@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__, database, settings
 from .artifact import TOP_K, ArtifactError
 from .catalog import Catalog, CatalogError
+from .export import FORMATS as export_formats
 from .frontmatter import BadFile
 
 Handler = Callable[[argparse.Namespace], int]
@@ -267,6 +268,19 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import ExportError, export
+
+    with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
+        try:
+            written = export(catalog, args.path, since=args.since, fmt=args.format)
+        except (ExportError, BadFile) as exc:
+            _err(f"error: {exc}")
+            return 2
+    print(f"exported {len(written)} article{'' if len(written) == 1 else 's'} to {args.path}")
+    return 0
+
+
 def cmd_user(args: argparse.Namespace) -> int:
     from . import editors
 
@@ -417,6 +431,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="list as JSON")
     _catalog_flag(p)
     p.set_defaults(handler=cmd_apikey)
+
+    p = sub.add_parser("export", help="write the lists editors changed, for the CMS",
+                       description="Write one file per article whose list editors changed "
+                       "(a judgement made or undone, a retraction of a story on its list): its "
+                       "fields and its list as served before the model's picks (curated, "
+                       "pinned, less blocked, rejected and retracted), as seed-format front "
+                       "matter (md) or JSON. Importing the files back changes nothing.")
+    p.add_argument("path", metavar="PATH", help="folder to write into (created if missing)")
+    p.add_argument("--since", metavar="DATE", help="only lists changed at or after DATE "
+                   "(ISO 8601, UTC unless it says otherwise)")
+    p.add_argument("--format", choices=export_formats, default="md",
+                   help="md: front matter like the imported files (default); json")
+    _catalog_flag(p)
+    p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("user", help="add, remove or list the editors who may sign in",
                        description="Editors' accounts for the pages (pin, block, accept, "

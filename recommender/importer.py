@@ -5,7 +5,8 @@ imports of the same tree assign the same import order, which the 'newest file wi
 falls back on. YAML parsing is the cost that dominates, so large imports parse in a process
 pool (results come back in file order) while this process writes the previous chunk. Writes
 are committed in batches of whole files: a kill loses at most the batch in flight, and a
-rerun skips every file whose content hash the catalog already holds.
+rerun skips every file whose content hash the catalog already holds. A file that says just
+what the catalog holds and serves (`export.served_already`) writes nothing either.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .catalog import Catalog, ImportCounts
+from .export import served_already
 from .frontmatter import Article, BadFile, decode, parse_text, read_bytes
 
 SUFFIXES = (".md", ".markdown", ".txt")
@@ -211,7 +213,10 @@ def _import(catalog: Catalog, files: list[Path], on_error: Reporter, on_warning:
                 for warning in f.article.warnings:
                     counts.warnings += 1
                     on_warning(f.path, warning)
-                batch.append((f.article, f.digest))
+                if served_already(catalog, f.article):
+                    counts.unchanged += 1  # an export coming back: the catalog says it all
+                else:
+                    batch.append((f.article, f.digest))
             if len(batch) >= BATCH_FILES:
                 _write(catalog, batch, counts, on_error)
                 batch = []

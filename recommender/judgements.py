@@ -48,6 +48,21 @@ class Applied:
     def __bool__(self) -> bool:
         return bool(self.pinned or self.hidden or self.accepted)
 
+    def arrange(self, curated: list[int]) -> list[int]:
+        """The article's editorial list: its curated stories in the editor's order with the
+        pins at their positions, less what is hidden. It is what the service puts before the
+        model's picks (`curated=first`) when no filter drops any of it, and what `export`
+        hands back to the CMS."""
+        rest = [s for s in curated if s not in self.hidden and s not in self.positions]
+        pins = list(self.pinned)
+        out: list[int] = []
+        while pins or rest:
+            if pins and (self.positions[pins[0]] <= len(out) + 1 or not rest):
+                out.append(pins.pop(0))
+            else:
+                out.append(rest.pop(0))
+        return out
+
 
 def valid_editor(name: str) -> str:
     try:

@@ -278,3 +278,92 @@ def test_judgements_survive_a_sigkill_mid_write_and_a_restart(catalog_location, 
         article = rows[0][0]
         live = judgements.applied(cat, article)
         assert live  # and serving reads them as ever
+
+
+def _lists(cat) -> dict[int, tuple[list[int], list[int]]]:
+    """Every story's curated list and editorial list (as served before the model's picks)."""
+    from recommender.export import editorial_list
+
+    ids = [r[0] for r in cat.db.execute("SELECT id FROM stories ORDER BY id")]
+    return {i: (cat.curated(i), editorial_list(cat, i)) for i in ids}
+
+
+def test_export_round_trip_changes_nothing_and_judgements_survive_a_retrain(
+        catalog_location, tmp_path):
+    """Editors' lists go back to the CMS as seed-format files (or JSON); importing them
+    back changes no count and no list, on both engines. A retrain keeps serving them."""
+    import json
+
+    import yaml
+    from conftest import SEEDS
+
+    from recommender import judgements
+    from recommender.catalog import Catalog
+    from recommender.frontmatter import parse_file
+    from recommender.importer import import_paths
+    from recommender.recommend import Filters, Recommender
+    from recommender.training import train
+
+    with Catalog(catalog_location) as cat:
+        import_paths(cat, [SEEDS], on_error=lambda p, r: pytest.fail(r))
+        article = cat.db.execute("SELECT source_id FROM links GROUP BY source_id"
+                                 " ORDER BY COUNT(*) DESC, source_id LIMIT 1").fetchone()[0]
+        curated, url = cat.curated(article), cat.story(article).url
+        assert len(curated) >= 5
+        outside = [r[0] for r in cat.db.execute(
+            "SELECT id FROM stories WHERE has_file = 0 ORDER BY id")
+            if r[0] not in curated][:3]
+        judgements.record(cat, "pin", outside[0], "ada", article=article, position=2)
+        judgements.record(cat, "block", curated[0], "ada", article=article)
+        judgements.record(cat, "retract", curated[1], "bo")  # on other lists too, maybe
+        undone = judgements.record(cat, "reject", curated[2], "bo", article=article)
+        judgements.undo(cat, undone, "bo")
+        # An article known only from lists, which an editor gave a list of its own.
+        judgements.record(cat, "pin", outside[2], "ada", article=outside[1])
+        expected = [curated[2], outside[0], *curated[3:]]
+        assert _lists(cat)[article][1] == expected
+        before, lists = cat.stats(), _lists(cat)
+
+    out = tmp_path / "export"
+    done = run_cli("export", str(out), catalog=catalog_location)
+    assert done.returncode == 0, done.stderr
+    files = sorted(out.iterdir())
+    assert done.stdout == f"exported {len(files)} articles to {out}\n" and len(files) >= 2
+    exported = {parse_file(f).item.key: parse_file(f) for f in files}
+    with Catalog(catalog_location) as cat:
+        mine = exported[cat.story(article).key]
+        assert [cat.story_id_for(r.urls["webUrl"]) for r in mine.related] == expected
+        assert [r.title for r in mine.related] == [cat.story(s).title for s in expected]
+        assert cat.story(outside[1]).key in exported
+    front = yaml.safe_load(files[0].read_text().split("---\n")[1])
+    assert set(front) >= {"title", "webUrl", "publishedDateTime", "related"}
+
+    again = run_cli("import", str(out), catalog=catalog_location)
+    assert again.returncode == 0 and again.stdout.startswith(
+        f"imported 0, updated 0, unchanged {len(files)},"), again.stdout
+    with Catalog(catalog_location) as cat:
+        assert cat.stats() == before and _lists(cat) == lists
+
+    as_json = run_cli("export", str(tmp_path / "json"), "--format", "json",
+                      catalog=catalog_location)
+    assert as_json.returncode == 0
+    doc = json.loads((tmp_path / "json" / files[0].with_suffix(".json").name).read_text())
+    assert doc == front
+    later = run_cli("export", str(tmp_path / "later"), "--since", "2999-01-01",
+                    catalog=catalog_location)
+    assert later.stdout == f"exported 0 articles to {tmp_path / 'later'}\n"
+    bad = run_cli("export", str(tmp_path / "bad"), "--since", "yesterday",
+                  catalog=catalog_location)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "since" in bad.stderr
+
+    # A retrain reads the judgements as training labels and leaves them in force.
+    models = tmp_path / "models"
+    with Catalog(catalog_location, readonly=True) as cat:
+        train(cat, models)
+    rec = Recommender(catalog_location, models)
+    answer = rec.by_url(url, Filters.parse({"k": "20"}.get))
+    rec.close()
+    urls = [r.story.url for r in answer.related]
+    with Catalog(catalog_location, readonly=True) as cat:
+        assert [cat.story_id_for(u) for u in urls[:len(expected)]] == expected
+        assert cat.story(curated[0]).url not in urls and cat.story(curated[1]).url not in urls
