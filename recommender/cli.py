@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__, database, settings
 from .artifact import TOP_K, ArtifactError
 from .catalog import Catalog, CatalogError
+from .cluster import ClusterError
 from .export import FORMATS as export_formats
 from .frontmatter import BadFile
 
@@ -117,9 +118,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
     progress = not args.quiet and sys.stderr.isatty()
+    cluster = settings.get("cluster", args.cluster)
+    params = {**({"cluster": cluster} if cluster else {}), **dict(args.param)}
     with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
-        manifest = train(catalog, settings.models_dir(args.models), params=dict(args.param),
-                         progress=progress)
+        try:
+            manifest = train(catalog, settings.models_dir(args.models), params=params,
+                             progress=progress)
+        except ClusterError as exc:
+            _err(f"error: {exc}")
+            return 1
     counts, training = manifest["counts"], manifest["training"]
     print(f"model {manifest['version']}: {counts['stories']} stories, "
           f"{counts['curated_lists']} curated lists, {counts['links']} links; "
@@ -356,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     _catalog_flag(p)
     _models_flag(p)
     _params_flag(p)
+    setting = settings.SETTINGS["cluster"]
+    p.add_argument(setting.flag, metavar="ADDRESS",
+                   help=f"{setting.help} (env {setting.env}); the arrays are the same as a "
+                   "local run's")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_train)
 

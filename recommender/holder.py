@@ -4,10 +4,10 @@ A version is checked in full (every file's sha256, the arrays' bounds) when it i
 served version can still be damaged in place afterwards: a file overwritten through a
 memory map, truncated, replaced. Hashing gigabytes per request is out of the question, so
 the holder watches in three ways, from cheap to thorough:
-- every request stats the version's files (inode, size, mtime: a write through a memory map
-  moves the mtime); a change means a full re-verification before the request goes on, so
-  neither a truncated file (which would kill the process with SIGBUS) nor changed bytes are
-  ever read;
+- every request that reads the version's arrays stats its files first (inode, size, mtime:
+  a write through a memory map moves the mtime); a change means a full re-verification
+  before the request goes on, so neither a truncated file (which would kill the process with
+  SIGBUS) nor changed bytes are ever read (a revalidation or a cached answer reads none);
 - every `reverify_seconds`, the files are hashed again in a background thread, for damage
   that leaves no trace in a stat;
 - an unexpected error while answering re-verifies at once (`recheck`).
@@ -60,11 +60,13 @@ class ModelHolder:
 
     # -- what requests call ---------------------------------------------------------------
 
-    def get(self) -> Artifact:
-        """The version to answer from, sound as far as its files' stats tell."""
+    def get(self, stat: bool = True) -> Artifact:
+        """The version to answer from, sound as far as its files' stats tell. `stat=False`
+        for a caller that reads none of its arrays (an answer's tag, a cached answer): the
+        stats are then left to `unchanged`, before the first read."""
         self._follow_current()
         art, stamp = self._served
-        if art is not None and _stamp(art) != stamp:
+        if stat and art is not None and _stamp(art) != stamp:
             self.recheck(art)  # changed under us: verified again before anything reads it
             art = self._artifact
         if art is None:
@@ -74,6 +76,12 @@ class ModelHolder:
             threading.Thread(target=self.recheck, args=(art,), daemon=True,
                              name=f"reverify-{art.version}").start()
         return art
+
+    def unchanged(self, art: Artifact) -> bool:
+        """Whether `art` is still the version served, its files' stats as verified: its
+        arrays may be read. When not, `get()` tells what to read instead."""
+        served, stamp = self._served
+        return served is art and _stamp(art) == stamp
 
     def follow_now(self) -> None:
         """Load `current` in the foreground if it is not what is served (a request that

@@ -115,7 +115,7 @@ class RelatedModel(BaseEstimator):
                  undated_gap_days: float = 365.0, date_vote_days: float = 3.0,
                  batch_budget: int = 20_000_000, n_jobs: int = 1,
                  parallel_min_rows: int = 20_000, verbose: bool = False, random_state: int = 0,
-                 judgement_weight: int = 1):
+                 judgement_weight: int = 1, cluster: str | None = None):
         self.n_text = n_text
         self.n_date = n_date
         self.n_graph = n_graph
@@ -138,6 +138,7 @@ class RelatedModel(BaseEstimator):
         self.verbose = verbose
         self.random_state = random_state
         self.judgement_weight = judgement_weight
+        self.cluster = cluster
 
     @classmethod
     def from_params(cls, params: dict | None = None) -> RelatedModel:
@@ -301,13 +302,18 @@ class RelatedModel(BaseEstimator):
     def rank_rows(self, rows: np.ndarray, k: int = 100) -> Ranking:
         """Related stories for catalog rows, using everything the catalog knows.
 
-        With `n_jobs` > 1, contiguous slices are ranked in worker processes (one thread
-        each) and joined in order: the same result as n_jobs=1, on more cores. Starting
-        workers and shipping the model to them costs seconds, so below `parallel_min_rows`
-        rows it runs here (measured: 1.38× faster on 2 cores at 100,000 stories, slower at
-        4,000)."""
+        With `cluster` (a Dask scheduler's address), slices are ranked on its workers
+        (`recommender.cluster`). With `n_jobs` > 1, contiguous slices are ranked in worker
+        processes (one thread each). Either way they are joined in order: the same result
+        as n_jobs=1, on more cores. Starting workers and shipping the model to them costs
+        seconds, so below `parallel_min_rows` rows (and without a cluster) it runs here
+        (docs/scaling.md has the measurements)."""
         check_is_fitted(self, "ranker_")
         rows = np.asarray(rows, dtype=np.int64)
+        if self.cluster and len(rows):
+            from .cluster import rank_on_cluster
+
+            return rank_on_cluster(self, rows, k, self.cluster)
         if self.n_jobs > 1 and len(rows) >= max(self.parallel_min_rows, self.n_jobs):
             from joblib import Parallel, delayed, parallel_config
 

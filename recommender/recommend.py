@@ -335,12 +335,12 @@ class Recommender:
         """The served model version, checked against the catalog it answers from."""
         return self._matched().art
 
-    def _matched(self) -> _Served:
+    def _matched(self, stat: bool = True) -> _Served:
         """The served version with the catalog state it answers from, refusing to pair a
         model with a catalog other than the one it was trained on: story ids of one catalog
-        mean nothing in another."""
+        mean nothing in another. `stat=False`: none of its arrays will be read (holder.get)."""
         catalog_id, seq = self.catalog.identity()
-        art = self.holder.get()
+        art = self.holder.get(stat)
         if _catalog_id(art) != catalog_id:
             self.holder.follow_now()  # a retrain on the new catalog may be published already
             art = self.holder.get()
@@ -392,11 +392,10 @@ class Recommender:
         Otherwise the body comes from this worker's cache, the workers' shared cache, or is
         computed (pages ask for the same articles again and again)."""
         key = _checked_key(url)
-        served = self._matched()  # once: the tag, the cache key and the answer agree
-        generation = (served.art.version, *served.catalog)
-        cache_key = (key, filters)
-        shared_key = repr((generation, cache_key))
-        tag = hashlib.blake2b(shared_key.encode(), digest_size=12).hexdigest()
+        # Once: the tag, the cache key and the answer agree. A revalidation or a cached
+        # answer reads no array of the model, so its files are stat'ed only before a compute.
+        served = self._matched(stat=False)
+        generation, cache_key, shared_key, tag = self._keys(served, key, filters)
         if known(tag):
             self.answers["unchanged"] += 1
             return tag, None
@@ -408,6 +407,9 @@ class Recommender:
         if body is not None:
             self.answers["shared"] += 1
         else:
+            if not self.holder.unchanged(served.art):  # swapped, or its files changed
+                served = self._matched()
+                generation, cache_key, shared_key, tag = self._keys(served, key, filters)
             body = json.dumps(self._guarded(lambda s: self._by_url(s, url, filters),
                                             served).payload()).encode()
             self.answers["computed"] += 1
@@ -415,6 +417,15 @@ class Recommender:
                 self.shared.put(shared_key, body)
         self.cache.put(generation, cache_key, body)
         return tag, body
+
+    @staticmethod
+    def _keys(served: _Served, key: str, filters: Filters) -> tuple[tuple, tuple, str, str]:
+        """(generation, this worker's cache key, the shared cache's key, the answer's tag)."""
+        generation = (served.art.version, *served.catalog)
+        cache_key = (key, filters)
+        shared_key = repr((generation, cache_key))
+        return (generation, cache_key, shared_key,
+                hashlib.blake2b(shared_key.encode(), digest_size=12).hexdigest())
 
     def by_url(self, url: str, filters: Filters) -> Answer:
         _checked_key(url)

@@ -65,6 +65,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             "INSTANCE/catalog.sqlite3)", flag="--catalog"),
     Setting("models", "models", "the models directory (versions and `current`)",
             flag="--models"),
+    Setting("cluster", "", "address of a Dask scheduler (tcp://HOST:8786) whose workers rank "
+            "the stories in `train` (empty: this machine's cores)", flag="--cluster"),
     Setting("host", "127.0.0.1", "address `serve` binds", flag="--host"),
     Setting("port", 8000, "port `serve` binds", flag="--port"),
     Setting("pages_port", 0, "port of the editors' pages, sign-in and actions, apart from the "
