@@ -495,7 +495,14 @@ class Recommender:
         pinned = judged.positions if f.curated == "first" else {}
         # The model's own dates and providers thin the ranking before any story is fetched.
         allowed = self._allowed(art, f, skip) if f.narrowing else None
-        page, more = self._pick(served, ranking, f, curated, pinned, skip, allowed)
+        # When the filters leave fewer stories in the ranking than the page needs (a later
+        # period, a small provider), walking it would only prove the page short.
+        rows = ranking[0]
+        short = allowed is not None and (
+            np.count_nonzero(allowed[rows[rows >= 0]]) + len(curated) + len(pinned)
+            < f.offset + f.k)
+        page, more = ([], False) if short else self._pick(served, ranking, f, curated,
+                                                           pinned, skip, allowed)
         if allowed is not None and not more and len(page) < f.k:
             ranked = model.rank_queries(query.queries(), k=art.depth, allowed=allowed)
             ranking = (ranked.rows[0], ranked.scores[0])
