@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__, database, settings
 from .artifact import TOP_K, ArtifactError
 from .catalog import Catalog, CatalogError
-from .cluster import ClusterError
+from .cluster import ClusterError, connect
 from .export import FORMATS as export_formats
 from .frontmatter import BadFile
 
@@ -118,15 +118,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
     progress = not args.quiet and sys.stderr.isatty()
-    cluster = settings.get("cluster", args.cluster)
-    params = {**({"cluster": cluster} if cluster else {}), **dict(args.param)}
-    with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
-        try:
+    params = dict(args.param)
+    cluster = params.setdefault("cluster", settings.get("cluster", args.cluster) or None)
+    try:
+        if cluster:
+            connect(cluster).close()  # a wrong address is told now, not after the fit
+        with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
             manifest = train(catalog, settings.models_dir(args.models), params=params,
                              progress=progress)
-        except ClusterError as exc:
-            _err(f"error: {exc}")
-            return 1
+    except ClusterError as exc:
+        _err(f"error: {exc}")
+        return 1
     counts, training = manifest["counts"], manifest["training"]
     print(f"model {manifest['version']}: {counts['stories']} stories, "
           f"{counts['curated_lists']} curated lists, {counts['links']} links; "

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from .model import Ranking, RelatedModel
 
 CONNECT_SECONDS = 20  # to reach the scheduler, and for its first worker to be there
@@ -28,29 +30,46 @@ class ClusterError(RuntimeError):
 
 def rank_on_cluster(model: RelatedModel, rows: np.ndarray, k: int, address: str) -> Ranking:
     """`model.rank_rows(rows, k)`, ranked on the workers of the scheduler at `address`."""
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ClusterError("ranking on a cluster needs the distributed package: pip install "
-                           "'recommender[cluster]'") from None
     from joblib import Parallel, delayed, parallel_config
 
     from .model import _joined
 
-    try:
-        client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
-    with client:
-        try:
-            client.wait_for_workers(1, timeout=CONNECT_SECONDS)
-        except TimeoutError:
-            raise ClusterError(f"the Dask scheduler at {address} has no workers") from None
+    with connect(address) as client:
         cores = sum(client.ncores().values())
         slices = np.array_split(rows, min(len(rows), cores * SLICES_PER_CORE) or 1)
         with parallel_config(backend="dask", client=client, scatter=[model]):
             parts = Parallel()(delayed(_rank_slice)(model, part, k) for part in slices)
     return _joined(parts, k)
+
+
+def connect(address: str) -> Client:
+    """A client of the scheduler at `address` with at least one worker, or a ClusterError
+    saying why not. `train` connects once before it fits, so that a wrong address is told
+    in seconds, not after the fit."""
+    try:
+        from distributed import Client
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        raise ClusterError("ranking on a cluster needs the distributed package: pip install "
+                           "'recommender[cluster]'") from None
+    try:  # before a Client exists: one made on a bad address complains again at exit
+        scheme, location = parse_address(address, strict=True)
+        get_backend(scheme)
+        parse_host_port(location)
+    except ValueError as exc:
+        raise ClusterError(f"{address!r} is not a Dask scheduler's address such as "
+                           f"tcp://HOST:8786 ({exc})") from None
+    try:
+        client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+    except TimeoutError:
+        client.close()
+        raise ClusterError(f"the Dask scheduler at {address} has no workers") from None
+    return client
 
 
 def _rank_slice(model: RelatedModel, rows: np.ndarray, k: int) -> Ranking:

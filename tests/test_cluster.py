@@ -81,3 +81,8 @@ def test_an_unreachable_cluster_is_one_line(synthetic_catalog, tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: cannot reach the Dask scheduler at {address}")
     assert done.stderr.count("\n") == 1 and not (tmp_path / "m" / "current").exists()
+    for bad in ("http://127.0.0.1:8786", "127.0.0.1", "tcp://127.0.0.1:"):
+        done = run_cli("train", "--models", str(tmp_path / "m"), "--cluster", bad,
+                       catalog=synthetic_catalog)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1
+        assert "is not a Dask scheduler's address" in done.stderr

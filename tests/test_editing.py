@@ -367,3 +367,53 @@ def test_export_round_trip_changes_nothing_and_judgements_survive_a_retrain(
     with Catalog(catalog_location, readonly=True) as cat:
         assert [cat.story_id_for(u) for u in urls[:len(expected)]] == expected
         assert cat.story(curated[0]).url not in urls and cat.story(curated[1]).url not in urls
+
+
+TRICKY_TITLES = ["yes", "null", "- item", "key: value # not a comment", "&a *b !tag %x @y",
+                 "'single' \"double\" `back`", "日本語 — ünïcödé ✓", "2020-01-01", "123",
+                 "---", "..."]
+
+
+def test_exported_files_read_back_the_same_whatever_the_text(tmp_path):
+    """What YAML would read as another type, a marker, or a fold comes back as written."""
+    import json
+
+    from recommender import judgements
+    from recommender.catalog import Catalog
+    from recommender.export import export
+    from recommender.frontmatter import parse_file
+    from recommender.importer import import_paths
+
+    files = tmp_path / "files"
+    files.mkdir()
+    long_excerpt = " ".join(f"word{i}" for i in range(12_000))  # past any line width
+    for i, title in enumerate(TRICKY_TITLES):
+        (files / f"{i}.md").write_text(
+            "---\n" + json.dumps({  # JSON is YAML: every value here is a string as written
+                "title": title, "excerpt": long_excerpt if i == 0 else f"about {title}",
+                "publishedDateTime": f"2021-03-{i + 1:02d}T08:00:00Z",
+                "webUrl": f"https://news.example/{i}?a=1&b=2",
+                "provider": {"name": title}, "topics": [title]}, ensure_ascii=False)
+            + "\n---\n", encoding="utf-8")
+    catalog = tmp_path / "catalog.sqlite3"
+    with Catalog(catalog) as cat:
+        counts = import_paths(cat, [files], on_error=lambda p, r: pytest.fail(f"{p}: {r}"))
+        assert counts.imported == len(TRICKY_TITLES)
+        ids = [cat.story_id_for(f"https://news.example/{i}?a=1&b=2")
+               for i in range(len(TRICKY_TITLES))]
+        for article in ids:
+            for story in ids:
+                if story != article:
+                    judgements.record(cat, "pin", story, "ada", article=article)
+        written = export(cat, tmp_path / "out")
+        assert len(written) == len(TRICKY_TITLES)
+        for path in written:
+            exported = parse_file(path)
+            story = cat.story(cat.story_id_for(exported.item.urls["webUrl"]))
+            assert (exported.item.title, exported.item.excerpt, exported.item.topics,
+                    exported.item.provider_name) == (story.title, story.excerpt, story.topics,
+                                                     story.provider_name)
+            assert len(exported.related) == len(TRICKY_TITLES) - 1
+        before = cat.stats()
+        again = import_paths(cat, [tmp_path / "out"], on_error=lambda p, r: pytest.fail(r))
+        assert again.unchanged == len(TRICKY_TITLES) and cat.stats() == before
