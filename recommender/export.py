@@ -72,21 +72,34 @@ def export(catalog: Catalog, folder: str | Path, since: str | None = None,
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{folder} is not a folder")
     articles = changed_articles(catalog, since)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for article in articles:
-        story, doc = document(catalog, article)
-        if fmt == "md":
-            text = "---\n" + yaml.dump(doc, Dumper=_Dumper, allow_unicode=True,
-                                       sort_keys=False, width=1 << 16) + "---\n"
-        else:
-            text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-        path = folder / f"{_file_stem(story.key)}.{fmt}"
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    written: list[Path] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for article in articles:
+            story, doc = document(catalog, article)
+            if fmt == "md":
+                text = "---\n" + yaml.dump(doc, Dumper=_Dumper, allow_unicode=True,
+                                           sort_keys=False, width=1 << 16) + "---\n"
+            else:
+                text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+            written.append(_write_atomically(folder / f"{_file_stem(story.key)}.{fmt}", text))
+    except OSError as exc:
+        done = f" ({len(written)} files written before it, each whole)" if written else ""
+        raise ExportError(f"cannot write into {folder}: {exc.strerror or exc}{done}") from None
+    return written
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    """`text` into `path` through a temporary file renamed into place: a reader (the CMS
+    picking files up) never sees half a file, and a failed write leaves none behind."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
-        written.append(path)
-    return written
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def served_already(catalog: Catalog, article: Article) -> bool:

@@ -355,6 +355,10 @@ def test_export_round_trip_changes_nothing_and_judgements_survive_a_retrain(
     bad = run_cli("export", str(tmp_path / "bad"), "--since", "yesterday",
                   catalog=catalog_location)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "since" in bad.stderr
+    (tmp_path / "a-file").write_text("")
+    nowhere = run_cli("export", str(tmp_path / "a-file" / "out"), catalog=catalog_location)
+    assert nowhere.returncode == 2 and nowhere.stderr.startswith("error: cannot write into ")
+    assert nowhere.stderr.count("\n") == 1
 
     # A retrain reads the judgements as training labels and leaves them in force.
     models = tmp_path / "models"
