@@ -23,10 +23,14 @@ import numpy as np
 
 from . import database
 from .database import Database
-from .frontmatter import Article, Item
+from .frontmatter import URL_FIELDS, Article, Item
 from .urls import InvalidURL, canonical_url
 
 SCHEMA_VERSION = 1
+# What an editor's judgement of an (article, story) pair says (recommender.judgements; a
+# retraction names no article): the story belongs in the article's list, or it does not.
+BELONGING = ("pin", "accept")
+HIDING = ("block", "reject")
 # `{id}` and `{int}` become each engine's integer types (recommender.database).
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS stories (
@@ -730,8 +734,8 @@ def _next_id(db: Database) -> int:
 def _judged_rows(ids: np.ndarray, judged: list[tuple[int, int, str]]) -> dict:
     """The judged pairs as rows of the snapshot (pairs naming a story no longer held are
     left out)."""
-    pairs = [(a, b, action in ("pin", "accept")) for a, b, action in judged
-             if action in ("pin", "accept", "block", "reject")]
+    pairs = [(a, b, action in BELONGING) for a, b, action in judged
+             if action in BELONGING + HIDING]
     arr = np.array([(a, b) for a, b, _ in pairs], dtype=np.int64).reshape(-1, 2)
     belongs = np.array([x for _, _, x in pairs], dtype=bool)
     src = np.minimum(np.searchsorted(ids, arr[:, 0]), max(len(ids) - 1, 0))
@@ -781,7 +785,7 @@ def _fill(db: Database, story_id: int, mention: dict) -> None:
 
 
 def _display_url(item: Item) -> str:
-    for name in ("webUrl", "originalUrl", "ampWebUrl", "cdnAmpWebUrl"):
+    for name in URL_FIELDS:
         if name in item.urls:
             return item.urls[name]
     return "https://" + item.key

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .catalog import Catalog, checked_name, utc_now
+from .catalog import HIDING, Catalog, checked_name, utc_now
 
 ACTIONS = ("pin", "block", "accept", "reject", "retract")
-HIDING = ("block", "reject")  # for the article judged
 MAX_POSITION = 100  # a pin's position, 1 = first
 
 
