@@ -1,7 +1,7 @@
 """How cost grows with the catalog: load, train, artifact, serving and recall at each size.
 
     python bench/scale.py --stories 10000,100000 [--plot docs/scaling.png] [--workdir DIR]
-    python bench/scale.py --stories 1000000 > big.json   # by hand: about an hour here
+    python bench/scale.py --stories 1000000 --incremental 10000 --compare-full > big.json
     python bench/scale.py --stories "" --combine small.json big.json --plot docs/scaling.png
 
 Per size: a synthetic corpus (bench/synthetic.py) is bulk-loaded into a fresh SQLite catalog
@@ -12,6 +12,11 @@ time (a fresh process), GET-by-URL and POST latency through the Flask app in-pro
 RSS of the first and the private memory of the second of 2 gunicorn workers, and recall@10
 against the generator's ground truth: 500 probe articles are withheld from the catalog and
 asked for as new articles; their truth is the curated list the generator gave them.
+Then the daily job: the newest `--incremental` articles (default 1 % of the stories), held
+back so far, are loaded and `recommender train` runs again (an incremental train when the
+settings allow: its seconds, peak RSS, how many stories it ranked, and recall@10 of the new
+articles' precomputed answers against the generator's truth). With `--compare-full`,
+`recommender train --full` then runs on the same catalog, measured the same way.
 Prints JSON, with the growth exponent b of train time and peak memory (cost ∝ stories^b)
 between consecutive sizes.
 """
@@ -64,9 +69,9 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def run_train(env: dict) -> tuple[float, int]:
+def run_train(env: dict, *flags: str) -> tuple[float, int]:
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "recommender", "train"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "recommender", "train", *flags], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=HERE.parent)
     peak = 0
     while proc.poll() is None:
@@ -127,13 +132,14 @@ def _percentiles(seconds: list[float]) -> dict:
 
 
 def serve_and_recall(env: dict, corpus: synthetic.Corpus, probes: list[int],
-                     rng: np.random.Generator) -> dict:
+                     rng: np.random.Generator, held_back: set[int]) -> dict:
     from service import create_app
 
     client = create_app({"CATALOG": env["RECOMMENDER_CATALOG"],
                          "MODELS": env["RECOMMENDER_MODELS"]}).test_client()
     listed = np.flatnonzero(corpus.has_file)
-    gets = [int(i) for i in rng.choice(listed, 500, replace=False) if int(i) not in probes]
+    gets = [int(i) for i in rng.choice(listed, 500, replace=False)
+            if int(i) not in probes and int(i) not in held_back]
     client.get("/v1/related?url=" + corpus.url(gets[0]))  # model loaded before timing
     get_s, post_s, recalls = [], [], []
     for i in gets:
@@ -176,7 +182,8 @@ def tfidf_recall(env: dict, corpus: synthetic.Corpus, probes: list[int]) -> floa
     return round(float(np.mean(recalls)), 4)
 
 
-def measure(n: int, workdir: Path, port: int) -> dict:
+def measure(n: int, workdir: Path, port: int, incremental: int | None,
+            compare_full: bool) -> dict:
     row: dict = {"stories": n}
     started = time.perf_counter()
     corpus = synthetic.generate(n, seed=1)
@@ -184,9 +191,13 @@ def measure(n: int, workdir: Path, port: int) -> dict:
     rng = np.random.default_rng(0)
     probes = sorted(int(i) for i in rng.choice(np.flatnonzero(corpus.has_file), PROBES,
                                                replace=False))
+    files = np.setdiff1d(np.flatnonzero(corpus.has_file), probes)
+    newest = files[np.argsort(corpus.dates[files], kind="stable")][
+        -(incremental if incremental is not None else n // 100):]
     catalog, models = workdir / "catalog.sqlite3", workdir / "models"
     started = time.perf_counter()
-    row["files_loaded"] = synthetic.bulk_load(corpus, catalog, skip=set(probes))
+    row["files_loaded"] = synthetic.bulk_load(corpus, catalog,
+                                              skip=set(probes) | set(newest.tolist()))
     row["load_seconds"] = round(time.perf_counter() - started, 1)
     env = {**os.environ, "RECOMMENDER_CATALOG": str(catalog), "RECOMMENDER_MODELS": str(models)}
     seconds, peak = run_train(env)
@@ -203,10 +214,51 @@ def measure(n: int, workdir: Path, port: int) -> dict:
          "artifact.load(Path(sys.argv[1])); print(time.perf_counter() - t)", str(models)],
         capture_output=True, text=True, check=True, cwd=HERE.parent)
     row["artifact_load_seconds"] = round(float(load.stdout), 2)
-    row.update(serve_and_recall(env, corpus, probes, rng))
+    row.update(serve_and_recall(env, corpus, probes, rng, set(newest.tolist())))
     row["workers"] = worker_memory(env, port, [corpus.url(int(i)) for i in
                                                np.flatnonzero(corpus.has_file)[:400]])
+    if len(newest):
+        row["incremental"] = daily_import(corpus, newest, env, compare_full)
     return row
+
+
+def daily_import(corpus: synthetic.Corpus, newest: np.ndarray, env: dict,
+                 compare_full: bool) -> dict:
+    """Load the held-back newest articles, then train (incremental when allowed) and, when
+    asked, train --full: time, peak RSS, what each ranked, recall@10 of the new articles'
+    answers."""
+    catalog, models = Path(env["RECOMMENDER_CATALOG"]), Path(env["RECOMMENDER_MODELS"])
+    out: dict = {"new_files": len(newest)}
+    everything_else = set(np.flatnonzero(corpus.has_file).tolist()) - set(newest.tolist())
+    started = time.perf_counter()
+    synthetic.bulk_load(corpus, catalog, skip=everything_else)
+    out["load_seconds"] = round(time.perf_counter() - started, 1)
+    for name, flags in (("train", ()), ("full_train", ("--full",)))[:1 + compare_full]:
+        seconds, peak = run_train(env, *flags)
+        manifest = json.loads((models / "current" / "manifest.json").read_text())
+        out[name] = {"kind": manifest["train"]["kind"], "reason": manifest["train"]["reason"],
+                     "stories_ranked": manifest["train"]["ranked"],
+                     "seconds": round(seconds, 1), "peak_rss_mb": round(peak / 1e6, 1),
+                     "new_recall@10": new_recall(corpus, newest, env)}
+    return out
+
+
+def new_recall(corpus: synthetic.Corpus, newest: np.ndarray, env: dict) -> float:
+    """Recall@10 of the current version's precomputed answers for the `newest` stories."""
+    from recommender import artifact
+    from recommender.catalog import Catalog
+
+    art = artifact.load(Path(env["RECOMMENDER_MODELS"]))
+    with Catalog(env["RECOMMENDER_CATALOG"], readonly=True) as catalog:
+        key_of = dict(catalog.db.execute("SELECT id, key FROM stories").fetchall())
+    story = np.array([int(key_of[int(i)].rsplit("story-", 1)[1]) for i in art.ids])
+    row_of = {int(s): r for r, s in enumerate(story)}
+    recalls = []
+    for i in newest.tolist():
+        top = art.top_rows[row_of[i]]
+        got = [int(story[r]) for r in top[top >= 0]]
+        recalls.append(recall_at(got, set(int(j) for j in corpus.related[i]), 10))
+    return round(float(np.mean(recalls)), 4)
 
 
 def growth(rows: list[dict], key: str) -> list[dict]:
@@ -252,6 +304,11 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, help="write the growth curves to this PNG")
     ap.add_argument("--workdir", type=Path, help="keep each size's catalog and models here")
     ap.add_argument("--port", type=int, default=8790)
+    ap.add_argument("--incremental", type=int, metavar="FILES",
+                    help="newest articles held back, then loaded for the incremental train "
+                         "(default 1%% of the stories; 0: none)")
+    ap.add_argument("--compare-full", action="store_true",
+                    help="after the incremental train, train --full on the same catalog too")
     ap.add_argument("--combine", type=Path, nargs="+", default=[], metavar="JSON",
                     help="earlier reports of this script whose sizes join the growth "
                          "exponents and the plot (e.g. a 1,000,000 run made on its own)")
@@ -262,7 +319,7 @@ def main() -> None:
         for n in sizes:
             workdir = (args.workdir or Path(tmp)) / f"scale-{n}"
             workdir.mkdir(parents=True, exist_ok=True)
-            rows.append(measure(n, workdir, args.port))
+            rows.append(measure(n, workdir, args.port, args.incremental, args.compare_full))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     rows.sort(key=lambda r: r["stories"])
     report = {"sizes": rows, "cpu_count": os.cpu_count(),

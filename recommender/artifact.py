@@ -118,8 +118,11 @@ def _new_version(models_dir: Path) -> str:
 
 
 def publish(models_dir: Path, model: RelatedModel, top_rows: np.ndarray,
-            top_scores: np.ndarray, info: dict) -> dict:
-    """Write a new version, verify it, make it current, prune old versions; → manifest."""
+            top_scores: np.ndarray, info: dict,
+            keep: dict[str, np.ndarray] | None = None) -> dict:
+    """Write a new version, verify it, make it current, prune old versions; → manifest.
+    `keep`: more arrays (file name → array) saved and checksummed with it, for the next
+    train (`recommender.incremental`)."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(models_dir)
@@ -131,6 +134,7 @@ def publish(models_dir: Path, model: RelatedModel, top_rows: np.ndarray,
             "ids.npy": lambda p: np.save(p, model.ids_),
             "top_rows.npy": lambda p: np.save(p, top_rows.astype(np.int32)),
             "top_scores.npy": lambda p: np.save(p, top_scores.astype(np.float32)),
+            **{name: functools.partial(_save, array) for name, array in (keep or {}).items()},
         }
         sums = {}
         for name, write in files.items():
@@ -159,6 +163,10 @@ def publish(models_dir: Path, model: RelatedModel, top_rows: np.ndarray,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save(array: np.ndarray, path: Path) -> None:
+    np.save(path, array)
 
 
 def _point_current(models_dir: Path, version: str) -> None:

@@ -12,7 +12,7 @@ with dense B×N blocks, so batch size is chosen from N to bound memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from functools import cache
 
 import numpy as np
@@ -28,6 +28,11 @@ FEATURES = (
     "rank_recent", "quality", "heat", "topic_match", "recent_in_degree", "age",
 )
 RECENT_LINK_DAYS = 30.0  # a link counts for `recent_in_degree` when its two ends are this close
+# What a ranked query's candidate sources stopped at (`Pairs.reach`): the last text score
+# taken, the last recency-weighted text score taken, the last listed text neighbour taken as
+# a voter (0: the source took every hit). A story scoring below all three with the query
+# cannot enter its candidates: what an incremental train (recommender.incremental) reads.
+REACH = ("text", "recent", "voter")
 
 
 @dataclass
@@ -43,8 +48,11 @@ class Index:
     has_file: np.ndarray  # bool
     quality: np.ndarray  # float32, NaN unknown
     heat: np.ndarray  # float32, NaN unknown
+    # Grown from an earlier index (an incremental train): (that index, a bool per row of
+    # this one marking the rows that are new or changed since).
+    grown_from: InitVar[tuple[Index, np.ndarray] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, grown_from: tuple[Index, np.ndarray] | None) -> None:
         # Stories known only from lists have no topics of their own: they inherit the topics
         # of the stories whose lists hold them.
         own = np.diff(self.topics.indptr) > 0
@@ -64,6 +72,8 @@ class Index:
         self.recent_in_degree = np.bincount(links.col[near], minlength=len(self.times)
                                             ).astype(np.float32)
         self.newest = float(np.nanmax(self.times)) if np.isfinite(self.times).any() else np.nan
+        if grown_from is not None:
+            self._carry(*grown_from)
         self.has_list = np.diff(self.graph.indptr) > 0
         known = np.flatnonzero(~np.isnan(self.times))
         self.by_time = known[np.argsort(self.times[known], kind="stable")]
@@ -72,6 +82,23 @@ class Index:
         self.listed_by_time = listed
         self.listed_times = self.times[listed]
         self.listed_rows = np.flatnonzero(self.has_list)
+
+    def _carry(self, old: Index, fresh: np.ndarray) -> None:
+        """Keep the catalog-wide statistics of `old`, as the fitted TF-IDF keeps its IDF:
+        which terms are too common to search, in-degrees, the newest date, and the topics
+        of the rows that did not change (inherited ones included). They move with every
+        import and are read by every query, so were they recomputed, one import would
+        change every story's answer; they are brought up to date by the next full train.
+        New rows get their own statistics as they are now."""
+        n_old = len(old)
+        keep = np.zeros(len(self), dtype=bool)
+        keep[:n_old] = ~fresh[:n_old]
+        at = np.where(keep, np.arange(len(self)), n_old + np.arange(len(self)))
+        self.topics = sp.vstack([old.topics, self.topics], format="csr")[at]
+        self.doc_freq = old.doc_freq
+        self.in_degree = np.r_[old.in_degree, self.in_degree[n_old:]]
+        self.recent_in_degree = np.r_[old.recent_in_degree, self.recent_in_degree[n_old:]]
+        self.newest = old.newest
 
     def __len__(self) -> int:
         return self.full.shape[0]
@@ -89,6 +116,7 @@ class Pairs:
     query: np.ndarray  # int64, position within the batch
     candidate: np.ndarray  # int64, catalog row
     features: np.ndarray  # float32, len(pairs) × the features asked for, in their order
+    reach: np.ndarray  # float32, queries × REACH (zeros under a filter)
 
 
 @dataclass
@@ -128,9 +156,12 @@ def _nearest_in_time(sorted_times: np.ndarray, rows_by_time: np.ndarray, t: np.n
     return np.where(np.isfinite(gaps), rows, -1), gaps
 
 
-def _sparse_top(m: sp.csr_matrix, k: int, score: np.ndarray | None = None) -> np.ndarray:
+def _sparse_top(m: sp.csr_matrix, k: int, score: np.ndarray | None = None,
+                reach: np.ndarray | None = None) -> np.ndarray:
     """Per row, the columns of the k largest stored entries (by `score`, default the data);
-    -1 pads rows with fewer. Ties go to the lower column, so results are deterministic."""
+    -1 pads rows with fewer. Ties go to the lower column, so results are deterministic.
+    `reach`, when given, receives each row's k-th largest score (0 when the row has fewer
+    than k): what a new entry must at least score to be taken."""
     score = m.data if score is None else score
     out = np.full((m.shape[0], k), -1, dtype=np.int64)
     for i in range(m.shape[0]):
@@ -143,6 +174,8 @@ def _sparse_top(m: sp.csr_matrix, k: int, score: np.ndarray | None = None) -> np
         if len(cols) > k:
             part = np.argpartition(-vals, k - 1)[:k]
             cols, vals = cols[part], vals[part]
+        if reach is not None and len(cols) >= k > 0:
+            reach[i] = vals.min()
         order = np.lexsort((cols, -vals))
         out[i, :len(order)] = cols[order]
     return out
@@ -273,9 +306,10 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     recent_score = search.data / (1.0 + np.nan_to_num(hit_gap, nan=undated_gap_days)
                                   / recent_days)
 
+    reach = np.zeros((b, len(REACH)), dtype=np.float32)
     if allowed is None:
-        text_cols = _sparse_top(search, n_text)
-        recent_cols = _sparse_top(search, n_date, recent_score)
+        text_cols = _sparse_top(search, n_text, reach=reach[:, 0])
+        recent_cols = _sparse_top(search, n_date, recent_score, reach=reach[:, 1])
         date_cols, _ = _nearest_in_time(index.sorted_times, index.by_time, q.times, n_date)
     else:
         ok = allowed[search.indices]
@@ -287,7 +321,8 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     date_cols = np.where(date_cols == q.rows[:, None], -1, date_cols)
     # Voters: the query's nearest stories (by text, by date) that have curated lists.
     listed = index.has_list[search.indices]
-    voter_cols = _sparse_top(search, n_voters, np.where(listed, search.data, 0))
+    voter_cols = _sparse_top(search, n_voters, np.where(listed, search.data, 0),
+                             reach=reach[:, 2] if allowed is None else None)
     voter_sim = np.where(voter_cols >= 0, _lookup_dense(search, voter_cols), 0)
     w_text = _weights(b, n, voter_cols, voter_sim)
     date_voters, gaps = _nearest_in_time(index.listed_times, index.listed_by_time, q.times,
@@ -314,7 +349,8 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     cand = cols[keep]
     return Pairs(query=query, candidate=cand,
                  features=_evidence(index, q, query, cand, votes_text, votes_date, w_text,
-                                    features, recent_days, undated_gap_days))
+                                    features, recent_days, undated_gap_days),
+                 reach=reach)
 
 
 def _evidence(index: Index, q: Queries, query: np.ndarray, cand: np.ndarray,

@@ -125,13 +125,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             connect(cluster).close()  # a wrong address is told now, not after the fit
         with Catalog(settings.catalog_location(args.catalog), readonly=True) as catalog:
             manifest = train(catalog, settings.models_dir(args.models), params=params,
-                             progress=progress)
+                             progress=progress, full=args.full)
     except ClusterError as exc:
         _err(f"error: {exc}")
         return 1
-    counts, training = manifest["counts"], manifest["training"]
+    counts, training, how = manifest["counts"], manifest["training"], manifest["train"]
+    grown = (f"grown from {how['grew_from']}, {how['ranked']} stories ranked again"
+             if how["kind"] == "incremental" else "full train")
     print(f"model {manifest['version']}: {counts['stories']} stories, "
           f"{counts['curated_lists']} curated lists, {counts['links']} links; "
+          f"{grown} ({how['reason']}); "
           f"fit {training['fit_seconds']} s, precompute {training['precompute_seconds']} s; "
           f"now current in {settings.models_dir(args.models)}")
     return 0
@@ -192,7 +195,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append({"version": version, "current": version == current,
                      "created": m.get("created"), "stories": m.get("counts", {}).get("stories"),
                      "curated_lists": m.get("counts", {}).get("curated_lists"),
-                     "candidate_recall": m.get("training", {}).get("candidate_recall")})
+                     "candidate_recall": m.get("training", {}).get("candidate_recall"),
+                     "train": m.get("train", {}).get("kind", "full"),
+                     "grew_from": m.get("train", {}).get("grew_from")})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -202,7 +207,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         mark = "*" if row["current"] else " "
         detail = row.get("error") or (
             f"created {row['created']}, {row['stories']} stories, {row['curated_lists']} "
-            f"curated lists, candidate recall {row['candidate_recall']}")
+            f"curated lists, candidate recall {row['candidate_recall']}, "
+            + (f"grown from {row['grew_from']}" if row["grew_from"] else "full train"))
         print(f"{mark} {row['version']}  {detail}")
     return 0
 
@@ -361,7 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit TF-IDF features and the link ranker on the catalog, "
                        "precompute the top 100 related stories of every story, and publish the "
                        "result as a new version under the models directory (switched "
-                       "atomically; the last 3 versions are kept).")
+                       "atomically; the last 3 versions are kept). When the catalog changed "
+                       "little since the current version, grow that version instead: keep its "
+                       "fitted parts and rank again only the stories the import reaches (the "
+                       "same answers a full rank with those parts gives); settings "
+                       "incremental_max_changed, incremental_max_new_terms and "
+                       "full_train_days say when not.")
     _catalog_flag(p)
     _models_flag(p)
     _params_flag(p)
@@ -369,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(setting.flag, metavar="ADDRESS",
                    help=f"{setting.help} (env {setting.env}); the arrays are the same as a "
                    "local run's")
+    p.add_argument("--full", action="store_true",
+                   help="train anew even when the current version could be grown")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_train)
 

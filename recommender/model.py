@@ -12,6 +12,7 @@ with "earlier", only the lists of earlier blocks (the first block then yields no
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class Ranking:
 
     rows: np.ndarray  # (queries, k) int64
     scores: np.ndarray  # (queries, k) float32
+    reach: np.ndarray | None = None  # (queries, len(REACH)) float32: candidates.REACH
 
 
 @dataclass
@@ -69,8 +71,10 @@ def _topic_matrix(topics: Sequence[Sequence[str]], vocab: dict[str, int]) -> sp.
 def _joined(parts: list[Ranking], k: int) -> Ranking:
     if not parts:
         return Ranking(np.empty((0, k), np.int64), np.empty((0, k), np.float32))
+    reach = (np.concatenate([p.reach for p in parts])
+             if all(p.reach is not None for p in parts) else None)
     return Ranking(np.concatenate([p.rows for p in parts]),
-                   np.concatenate([p.scores for p in parts]))
+                   np.concatenate([p.scores for p in parts]), reach)
 
 
 def top_k(query: np.ndarray, cand: np.ndarray, scores: np.ndarray, n_queries: int,
@@ -190,6 +194,41 @@ class RelatedModel(BaseEstimator):
         self.feature_names_ = tuple(self.features)
         return self
 
+    def grown(self, snapshot: Snapshot, fresh: np.ndarray) -> RelatedModel:
+        """This model's fitted parts (text features, vocabularies, ranker) over the catalog
+        as it has grown since the fit: what an incremental train ranks with
+        (`recommender.incremental`). `snapshot` holds the fitted stories in the same rows,
+        then the new ones; `fresh` marks the rows that are new or whose own fields changed,
+        the only ones transformed again. The index keeps the fit's catalog-wide statistics
+        (`Index._carry`); the curated links and judgements are the snapshot's."""
+        check_is_fitted(self, "ranker_")
+        n_old, n = len(self.ids_), len(snapshot)
+        if not np.array_equal(snapshot.ids[:n_old], self.ids_):
+            raise ValueError("the catalog lost or reordered stories since the fit")
+        model = copy.copy(self)
+        model.ids_ = snapshot.ids.copy()
+        snapshot, _ = model._with_judgements(snapshot)
+        rows = np.flatnonzero(fresh)
+        old = self.index_
+        if len(rows):
+            full, title = self.text_.transform([snapshot.titles[i] for i in rows],
+                                               [snapshot.excerpts[i] for i in rows])
+        else:  # nothing new: a retrain after judgements alone
+            full = sp.csr_matrix((0, old.full.shape[1]), dtype=old.full.dtype)
+            title = sp.csr_matrix((0, old.title.shape[1]), dtype=old.title.dtype)
+        at = np.where(fresh, n_old + np.searchsorted(rows, np.arange(n)), np.arange(n))
+        model.index_ = Index(
+            full=sp.vstack([old.full, full], format="csr")[at],
+            title=sp.vstack([old.title, title], format="csr")[at],
+            times=snapshot.published / DAY,
+            providers=np.array([self.provider_vocab_.get(p, -1) if p else -1
+                                for p in snapshot.providers], dtype=np.int32),
+            topics=_topic_matrix(snapshot.topics, self.topic_vocab_),
+            graph=adjacency(snapshot.link_src, snapshot.link_dst, n),
+            has_file=snapshot.has_file, quality=snapshot.quality.astype(np.float32),
+            heat=snapshot.heat.astype(np.float32), grown_from=(old, fresh))
+        return model
+
     def _with_judgements(self, snapshot: Snapshot) -> tuple[Snapshot, sp.csr_matrix | None]:
         """The curated links as training reads them, with the editors' judgements: a story
         pinned or accepted for an article joins its list (as a link for the graph evidence,
@@ -295,9 +334,12 @@ class RelatedModel(BaseEstimator):
         if rejected is not None and len(rejected):
             own = queries.rows[pairs.query]
             keep = ~((own >= 0) & np.isin(own * len(index) + pairs.candidate, rejected))
-            return top_k(pairs.query[keep], pairs.candidate[keep], scores[keep],
-                         queries.full.shape[0], k)
-        return top_k(pairs.query, pairs.candidate, scores, queries.full.shape[0], k)
+            ranking = top_k(pairs.query[keep], pairs.candidate[keep], scores[keep],
+                            queries.full.shape[0], k)
+        else:
+            ranking = top_k(pairs.query, pairs.candidate, scores, queries.full.shape[0], k)
+        ranking.reach = pairs.reach
+        return ranking
 
     def rank_rows(self, rows: np.ndarray, k: int = 100) -> Ranking:
         """Related stories for catalog rows, using everything the catalog knows.

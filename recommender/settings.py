@@ -67,6 +67,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             flag="--models"),
     Setting("cluster", "", "address of a Dask scheduler (tcp://HOST:8786) whose workers rank "
             "the stories in `train` (empty: this machine's cores)", flag="--cluster"),
+    Setting("incremental_max_changed", 0.05, "share of the stories that may be new or changed "
+            "since the current version for `train` to grow it (re-rank only the stories the "
+            "import reaches) instead of training anew"),
+    Setting("incremental_max_new_terms", 0.2, "how much larger a share of the new or changed "
+            "stories' words than of the fitted stories' words may be missing from the current "
+            "version's vocabulary for `train` to grow it"),
+    Setting("full_train_days", 7.0, "days after which `train` trains anew even when the "
+            "catalog changed little (the kept features, statistics and ranker catch up with "
+            "the catalog, and editors' judgements are learned)"),
     Setting("host", "127.0.0.1", "address `serve` binds", flag="--host"),
     Setting("port", 8000, "port `serve` binds", flag="--port"),
     Setting("pages_port", 0, "port of the editors' pages, sign-in and actions, apart from the "

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import signal
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -136,3 +141,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def train_killed_at(marker: bytes | None, env: dict, *args: str) -> int:
+    """Run `recommender train [args]` on a terminal and SIGKILL it when its progress shows `marker`.
+
+    Killing at a phase the process announces, not after a fixed delay, keeps the test
+    meaningful on any machine speed: a delay that lands mid-fit here lands after publishing
+    on a faster one. Returns the exit status (negative: killed by that signal).
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "recommender", "train", *args], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        while marker is not None and marker not in seen:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process exited and closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            seen = seen[-4096:] + chunk
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(timeout=120)
+    finally:
+        os.close(master)

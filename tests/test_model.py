@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
-import pty
 import shutil
 import signal
-import struct
-import subprocess
-import sys
-import termios
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import run_cli, train_killed_at
 
 from recommender import artifact
 from recommender.artifact import ArtifactError
@@ -163,34 +157,6 @@ def test_artifact_round_trip_tamper_and_prune(synthetic_catalog, tmp_path):
     assert loaded.version not in artifact.versions(models)
 
 
-def _train_killed_at(marker: bytes | None, env: dict) -> int:
-    """Run `recommender train` on a terminal and SIGKILL it when its progress shows `marker`.
-
-    Killing at a phase the process announces, not after a fixed delay, keeps the test
-    meaningful on any machine speed: a delay that lands mid-fit here lands after publishing
-    on a faster one. Returns the exit status (negative: killed by that signal).
-    """
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "recommender", "train"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=slave)
-    os.close(slave)
-    seen = b""
-    try:
-        while marker is not None and marker not in seen:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the process exited and closed the terminal
-                chunk = b""
-            if not chunk:
-                break
-            seen = seen[-4096:] + chunk
-        proc.send_signal(signal.SIGKILL)
-        return proc.wait(timeout=120)
-    finally:
-        os.close(master)
-
-
 @pytest.mark.parametrize("marker", [None, b"train:   0%", b"train: 100%", b"rank:   0%",
                                     b"rank: 100%"],
                          ids=["starting", "gathering-pairs", "fitting-ranker", "precomputing",
@@ -201,7 +167,7 @@ def test_sigkill_during_train_leaves_current_serving(synthetic_catalog, tmp_path
         before = train(catalog, models, params=SMALL)["version"]
     env = {**os.environ, "RECOMMENDER_CATALOG": str(synthetic_catalog),
            "RECOMMENDER_MODELS": str(models)}
-    status = _train_killed_at(marker, env)
+    status = train_killed_at(marker, env)
     if marker == b"rank: 100%":
         # Killed while publishing, or just after (or it won the race and exited): the old
         # version or the new one is current, never a half-written one (load verifies every
