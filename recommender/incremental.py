@@ -117,7 +117,7 @@ def plan(snapshot: Snapshot, models_dir: Path, model: RelatedModel, *, full: boo
         return Plan(False, f"{unknown:.1%} more of the new text's words than of the fitted "
                            f"text's are not in the vocabulary "
                            f"(incremental_max_new_terms={max_new_terms:g})", digests=now)
-    return Plan(True, f"{int(fresh.sum())} new or changed stories ({share:.2%})",
+    return Plan(True, f"{int(fresh.sum())} new or changed stories, {share:.2%}",
                 previous, fresh, now)
 
 
