@@ -130,17 +130,11 @@ def new_term_share(model: RelatedModel, snapshot: Snapshot, rows: np.ndarray) ->
         return 0.0
     fitted = np.setdiff1d(np.linspace(0, len(model.ids_) - 1, min(len(model.ids_), SAMPLE),
                                       dtype=np.int64), rows)
-    return max(0.0, _unknown_words(model, snapshot, rows)
-               - _unknown_words(model, snapshot, fitted))
 
-
-def _unknown_words(model: RelatedModel, snapshot: Snapshot, rows: np.ndarray) -> float:
-    vectorizer = model.text_.full_
-    analyze = vectorizer.build_analyzer()
-    docs = model.text_._docs([snapshot.titles[i] for i in rows.tolist()],
-                             [snapshot.excerpts[i] for i in rows.tolist()])
-    words = [t for doc in docs for t in analyze(doc) if " " not in t]
-    return sum(t not in vectorizer.vocabulary_ for t in words) / max(len(words), 1)
+    def unknown(rows: np.ndarray) -> float:
+        return model.text_.unknown_words([snapshot.titles[i] for i in rows.tolist()],
+                                         [snapshot.excerpts[i] for i in rows.tolist()])
+    return max(0.0, unknown(rows) - unknown(fitted))
 
 
 def affected(old: RelatedModel, new: RelatedModel, reach: np.ndarray,

@@ -95,6 +95,13 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         title = self.title_.transform(titles).tocsr()
         return full, title
 
+    def unknown_words(self, titles: Sequence[str], excerpts: Sequence[str]) -> float:
+        """The share of these texts' words (not bigrams) that the full space's vocabulary
+        lacks: new words, or words too common or too rare to have been kept."""
+        analyze = self.full_.build_analyzer()
+        words = [t for doc in self._docs(titles, excerpts) for t in analyze(doc) if " " not in t]
+        return sum(t not in self.full_.vocabulary_ for t in words) / max(len(words), 1)
+
     def term(self, column: int) -> str:
         """The full space's term at `column` (what a reason names)."""
         vocabulary = self.full_.vocabulary_
