@@ -269,6 +269,16 @@ def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.where(keys[pos] == want, m.data[at], 0).astype(np.float32)
 
 
+def search_terms(index: Index, full: sp.csr_matrix, query_terms: int,
+                 max_postings: int | None) -> sp.csr_matrix:
+    """The terms of queries' TF-IDF rows (`full`) that their text search uses: each row's
+    `query_terms` heaviest among those held by at most `max_postings` of the index's
+    stories (all of them while the index is no larger)."""
+    too_common = (index.doc_freq > max_postings
+                  if max_postings is not None and max_postings < len(index) else None)
+    return _prune(full, query_terms, too_common)
+
+
 def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, n_date: int,
              n_graph: int, n_voters: int, query_terms: int, max_postings: int | None,
              recent_days: float, undated_gap_days: float, date_vote_days: float,
@@ -293,9 +303,7 @@ def generate(index: Index, q: Queries, *, features: Sequence[str], n_text: int, 
     a new article costs."""
     b, n = q.full.shape[0], len(index)
     own = q.rows >= 0
-    too_common = (index.doc_freq > max_postings
-                  if max_postings is not None and max_postings < n else None)
-    search = (_prune(q.full, query_terms, too_common) @ index.full_t).tocsr()
+    search = (search_terms(index, q.full, query_terms, max_postings) @ index.full_t).tocsr()
     # A story is never its own candidate.
     self_hits = own[np.repeat(np.arange(b), np.diff(search.indptr))] & (
         search.indices == np.repeat(q.rows, np.diff(search.indptr)))

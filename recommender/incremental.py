@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from . import artifact
 from .artifact import Artifact, ArtifactError
-from .candidates import REACH, Index, _prune
+from .candidates import Index, search_terms
 from .catalog import Snapshot
 from .model import RelatedModel
 
@@ -189,9 +189,7 @@ def _searched(model: RelatedModel, after: Index, before: Index, reach: np.ndarra
     """Stories whose text search reaches a changed row (as it was, or as it is) or one of
     `voters` far enough to take it: score at least the recorded reach."""
     n_old, n = len(before), len(after)
-    too_common = (after.doc_freq > model.max_postings
-                  if model.max_postings is not None and model.max_postings < n else None)
-    queries = _prune(after.full[:n_old], model.query_terms, too_common)
+    queries = search_terms(after, after.full[:n_old], model.query_terms, model.max_postings)
     was = np.flatnonzero(changed[:n_old] & fresh[:n_old])  # rows whose text may have moved
     now = np.flatnonzero(changed)
     # Each searched row: its text, time, whether it is listed, whether only as a voter.
@@ -249,6 +247,3 @@ def _near(days: np.ndarray, times: np.ndarray, radius: float) -> np.ndarray:
                  - np.searchsorted(days, t - radius - slack))
         out[dated[count > 0]] = True
     return out
-
-
-__all__ = ["REACH", "Plan", "affected", "digests", "plan"]
