@@ -355,8 +355,10 @@ class Catalog:
         related = [r for r in article.related if not gone & set(r.aliases)]
         rank = _rank(article, digest)
         merges = self._merges
-        story_id = self._resolve(db, item, seq, prefer=item.key)
-        targets = [self._resolve(db, rel, seq, prefer=rel.key) for rel in related]
+        known = _Resolving(db, [k for i in (item, *related) for k in i.aliases])
+        story_id = self._resolve(db, item, seq, item.key, known)
+        targets = [self._resolve(db, rel, seq, rel.key, known) for rel in related]
+        known.flush()
         if self._merges != merges:
             # A related item merged stories (it was named by two stories' URLs), so ids
             # returned before the merge may be gone: look them up again, now all are in place.
@@ -443,16 +445,15 @@ class Catalog:
         counter, so every serving worker's caches and every answer tag start afresh."""
         _set_seq(self.db, self.max_seq() + 1)
 
-    def _resolve(self, db: Database, item: Item, seq: int, prefer: str) -> int:
-        """The story for `item` (by any of its URLs), created or gap-filled as needed."""
-        keys = item.aliases
-        marks = ",".join("?" * len(keys))
+    def _resolve(self, db: Database, item: Item, seq: int, prefer: str,
+                 known: _Resolving) -> int:
+        """The story for `item` (by any of its URLs), created or gap-filled as needed.
+        `known`: the article's items being resolved, kept current here."""
+        keys = list(dict.fromkeys(item.aliases))
         # Most items name a story the catalog holds under all its keys, often with its own
         # file: then neither the gap-filling update nor the alias inserts can change a row,
         # and skipping them halves the statements an import runs.
-        rows = db.execute(
-            "SELECT a.key, a.story_id, s.has_file FROM aliases a"
-            f" JOIN stories s ON s.id = a.story_id WHERE a.key IN ({marks})", keys).fetchall()
+        rows = known.rows(keys)
         if not rows:
             story_id, self._next_id = self._next_id, self._next_id + 1
             db.execute(
@@ -466,14 +467,19 @@ class Catalog:
         else:
             found = sorted({r[1] for r in rows})
             story_id = found[0]
+            if len(found) > 1:
+                known.flush()  # a merge reads the stories as their mentions left them
             for other in found[1:]:
                 story_id = self._merge(db, story_id, other, seq)
+            if len(found) > 1:
+                known.read()  # the merged stories' aliases name the kept one now
             if len(found) > 1 or not rows[0][2]:
-                _fill(db, story_id, _mention(item))
+                known.fill(story_id, _mention(item))
             if len(rows) == len(keys):
                 return story_id  # every key already names it (a merge repoints, not drops)
         db.executemany("INSERT INTO aliases VALUES (?, ?) ON CONFLICT DO NOTHING",
                        [(k, story_id) for k in keys])
+        known.named(keys, story_id)
         return story_id
 
     @staticmethod
@@ -777,6 +783,48 @@ def _mention(item: Item) -> dict:
             "provider_name": item.provider_name, "provider_domain": item.provider_domain,
             "url": _display_url(item), "urls": json.dumps(item.urls, sort_keys=True),
             "image": item.image, "quality": item.quality, "type": item.type}
+
+
+class _Resolving:
+    """One article's items being resolved to stories. Which story each of its keys names
+    (and whether that story has its own file) is read in one statement, and the mentions
+    folded into list-only stories are written together, not a statement per related item
+    (each a round trip to a PostgreSQL catalog). Folding does not depend on order
+    (_MENTION_RULES), so only a merge, which reads the stories, needs them written first."""
+
+    def __init__(self, db: Database, keys: Iterable[str]) -> None:
+        self.db, self.keys = db, sorted(set(keys))
+        self.fills: list[dict] = []
+        self.read()
+
+    def read(self) -> None:
+        self.names: dict[str, tuple[int, int]] = {}
+        for i in range(0, len(self.keys), 500):
+            chunk = self.keys[i:i + 500]
+            for key, story_id, has_file in self.db.execute(
+                    "SELECT a.key, a.story_id, s.has_file FROM aliases a JOIN stories s"
+                    f" ON s.id = a.story_id WHERE a.key IN ({','.join('?' * len(chunk))})",
+                    chunk):
+                self.names[key] = (story_id, has_file)
+
+    def rows(self, keys: list[str]) -> list[tuple[str, int, int]]:
+        """(key, story id, has file) of those of `keys` that name a story."""
+        return [(k, *self.names[k]) for k in keys if k in self.names]
+
+    def named(self, keys: list[str], story_id: int) -> None:
+        """`keys` were inserted for `story_id` (a key naming a story already kept it)."""
+        has_file = next((f for s, f in self.names.values() if s == story_id), 0)
+        for k in keys:
+            self.names.setdefault(k, (story_id, has_file))
+
+    def fill(self, story_id: int, mention: dict) -> None:
+        """Fold `mention` into the story (if it has no file of its own) at the next flush."""
+        self.fills.append({**mention, "id": story_id})
+
+    def flush(self) -> None:
+        if self.fills:
+            self.db.executemany(_FILL, self.fills)
+            self.fills = []
 
 
 def _fill(db: Database, story_id: int, mention: dict) -> None:
