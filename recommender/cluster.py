@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from .model import Ranking, RelatedModel
 
-CONNECT_SECONDS = 20  # to reach the scheduler, and for its first worker to be there
+CONNECT_TIMEOUT = "distributed.comm.timeouts.connect"  # Dask's own setting (default 30s)
 SLICES_PER_CORE = 4  # more slices than cores, so that a slow worker is not waited for
 
 
@@ -60,12 +60,19 @@ def connect(address: str) -> Client:
     except ValueError as exc:
         raise ClusterError(f"{address!r} is not a Dask scheduler's address such as "
                            f"tcp://HOST:8786 ({exc})") from None
+    # How long to try is Dask's connect timeout, set as any Dask setting is (dask config,
+    # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=10s): to reach the scheduler, and then for
+    # its first worker to be there.
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    timeout = parse_timedelta(dask.config.get(CONNECT_TIMEOUT), "s")
     try:
-        client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
+        client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
     try:
-        client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+        client.wait_for_workers(1, timeout=timeout)
     except TimeoutError:
         client.close()
         raise ClusterError(f"the Dask scheduler at {address} has no workers") from None

@@ -76,8 +76,11 @@ def test_a_train_on_a_dask_cluster_publishes_the_local_arrays(dask_cluster, synt
 
 def test_an_unreachable_cluster_is_one_line(synthetic_catalog, tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
+    # How long it tries is Dask's own connect timeout, set the way Dask's settings are.
     done = run_cli("train", "--models", str(tmp_path / "m"), "-q", "--cluster", address,
-                   catalog=synthetic_catalog, env={"RECOMMENDER_CLUSTER": ""})
+                   catalog=synthetic_catalog,
+                   env={"RECOMMENDER_CLUSTER": "",
+                        "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: cannot reach the Dask scheduler at {address}")
     assert done.stderr.count("\n") == 1 and not (tmp_path / "m" / "current").exists()
