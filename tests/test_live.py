@@ -21,6 +21,7 @@ from test_service import FOX, FOX_VARIANTS, SEED
 from recommender import artifact
 from recommender.catalog import Catalog
 from recommender.importer import import_paths
+from recommender.recommend import Filters, Recommender
 from recommender.training import train
 
 SMALL = {"ranker__n_estimators": 60}
@@ -377,15 +378,16 @@ def _seed_urls() -> list[str]:
     return [parse_file(p).item.urls["webUrl"] for p in sorted(SEEDS.iterdir())]
 
 
-def _cli_answers(urls: list[str], env: dict) -> dict[str, dict]:
-    """What `recommender recommend --json` says for each URL: the reference every answer of
-    the service is compared with."""
-    answers = {}
-    for url in urls:
-        result = run_cli("recommend", url, "--json", env=env)
-        assert result.returncode == 0, result.stderr
-        answers[url] = json.loads(result.stdout)
-    return answers
+def _core_answers(urls: list[str], env: dict) -> dict[str, dict]:
+    """What `recommender recommend --json` says for each URL (the answer's payload, from the
+    core the CLI calls, in this process: a command per URL would start Python each time):
+    the reference every answer of the service is compared with."""
+    rec = Recommender(env["RECOMMENDER_CATALOG"], Path(env["RECOMMENDER_MODELS"]))
+    try:
+        return {url: json.loads(json.dumps(rec.by_url(url, Filters()).payload()))
+                for url in urls}
+    finally:
+        rec.close()
 
 
 class _Watcher:
@@ -434,7 +436,7 @@ def test_a_catalog_rebuilt_under_the_service_is_never_read_with_the_old_model(li
     env = {"RECOMMENDER_CATALOG": str(catalog), "RECOMMENDER_MODELS": str(models)}
     urls = _seed_urls()
     old = fetch(base, "/v1/model")[1]["version"]
-    expected = {old: _cli_answers(urls, env)}
+    expected = {old: _core_answers(urls, env)}
     extra = tmp_path / "first.md"  # imported first, so that every seed gets another id
     extra_url = "https://news.example/2020/facial-recognition-ban-vote"
     extra.write_text('---\ntitle: "Council votes on a facial recognition ban"\n'
@@ -458,7 +460,7 @@ def test_a_catalog_rebuilt_under_the_service_is_never_read_with_the_old_model(li
         new = artifact.current_version(models)
         _wait_for_model(base, new)
         time.sleep(0.5)
-    expected[new] = _cli_answers(urls, env)
+    expected[new] = _core_answers(urls, env)
     assert expected[new] != expected[old]  # the same stories, other ids: the test can fail
     watcher.check(expected)
     assert any(body.get("model") == new for _, _, body in watcher.seen)
@@ -480,12 +482,12 @@ def test_a_version_damaged_in_place_is_refused_before_it_is_read(live, tmp_path,
     assert run_cli("train", "-q", "--param", "ranker__n_estimators=40", env=env).returncode == 0
     newer = artifact.current_version(models)
     _wait_for_model(base, newer)
-    expected = {newer: _cli_answers(urls, env)}
+    expected = {newer: _core_answers(urls, env)}
     frozen = tmp_path / "older-models"  # the same older version, made current elsewhere
     shutil.copytree(models, frozen, symlinks=True)
     (frozen / "current").unlink()
     os.symlink(older, frozen / "current")
-    expected[older] = _cli_answers(urls, {**env, "RECOMMENDER_MODELS": str(frozen)})
+    expected[older] = _core_answers(urls, {**env, "RECOMMENDER_MODELS": str(frozen)})
     with _Watcher(base, urls) as watcher:
         time.sleep(0.5)
         target = models / newer / "top_rows.npy"

@@ -167,7 +167,8 @@ def test_sigkill_during_train_leaves_current_serving(synthetic_catalog, tmp_path
         before = train(catalog, models, params=SMALL)["version"]
     env = {**os.environ, "RECOMMENDER_CATALOG": str(synthetic_catalog),
            "RECOMMENDER_MODELS": str(models)}
-    status = train_killed_at(marker, env)
+    status = train_killed_at(marker, env, "--full",
+                             *(f"--param={k}={v}" for k, v in SMALL.items()))
     if marker == b"rank: 100%":
         # Killed while publishing, or just after (or it won the race and exited): the old
         # version or the new one is current, never a half-written one (load verifies every
