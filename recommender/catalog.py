@@ -318,14 +318,8 @@ class Catalog:
     # -- import ---------------------------------------------------------------------------
 
     def known_hashes(self, hashes: Iterable[str]) -> set[str]:
-        hashes = list(hashes)
-        found: set[str] = set()
-        for i in range(0, len(hashes), 500):
-            chunk = hashes[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.db.execute(
-                f"SELECT sha256 FROM files WHERE sha256 IN ({marks})", chunk))
-        return found
+        return {r[0] for r in _rows_in(self.db, "SELECT sha256 FROM files WHERE sha256 IN"
+                                       " ({marks})", list(hashes))}
 
     def add_files(self, batch: list[tuple[Article, str]], counts: ImportCounts) -> None:
         """Import parsed files (article, content sha256) in one transaction."""
@@ -395,13 +389,8 @@ class Catalog:
 
     @staticmethod
     def _removed_keys(db: Database, keys: list[str]) -> set[str]:
-        keys = sorted(set(keys))
-        found: set[str] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            found.update(r[0] for r in db.execute(
-                f"SELECT key FROM removed WHERE key IN ({','.join('?' * len(chunk))})", chunk))
-        return found
+        return {r[0] for r in _rows_in(db, "SELECT key FROM removed WHERE key IN ({marks})",
+                                       sorted(set(keys)))}
 
     @staticmethod
     def _same_path(db: Database, file_rank: str, path: str) -> bool:
@@ -518,15 +507,8 @@ class Catalog:
         return row[0] if row else None
 
     def stories(self, ids: Iterable[int]) -> dict[int, Story]:
-        ids = list(ids)
-        out: dict[int, Story] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(
-                    f"SELECT {STORY_COLUMNS} FROM stories WHERE id IN ({marks})", chunk):
-                out[row[0]] = Story.from_row(row)
-        return out
+        return {row[0]: Story.from_row(row) for row in _rows_in(
+            self.db, f"SELECT {STORY_COLUMNS} FROM stories WHERE id IN ({{marks}})", list(ids))}
 
     def story(self, story_id: int) -> Story | None:
         return self.stories([story_id]).get(story_id)
@@ -798,14 +780,10 @@ class _Resolving:
         self.read()
 
     def read(self) -> None:
-        self.names: dict[str, tuple[int, int]] = {}
-        for i in range(0, len(self.keys), 500):
-            chunk = self.keys[i:i + 500]
-            for key, story_id, has_file in self.db.execute(
-                    "SELECT a.key, a.story_id, s.has_file FROM aliases a JOIN stories s"
-                    f" ON s.id = a.story_id WHERE a.key IN ({','.join('?' * len(chunk))})",
-                    chunk):
-                self.names[key] = (story_id, has_file)
+        self.names: dict[str, tuple[int, int]] = {
+            key: (story_id, has_file) for key, story_id, has_file in _rows_in(
+                self.db, "SELECT a.key, a.story_id, s.has_file FROM aliases a JOIN stories s"
+                " ON s.id = a.story_id WHERE a.key IN ({marks})", self.keys)}
 
     def rows(self, keys: list[str]) -> list[tuple[str, int, int]]:
         """(key, story id, has file) of those of `keys` that name a story."""
@@ -825,6 +803,17 @@ class _Resolving:
         if self.fills:
             self.db.executemany(_FILL, self.fills)
             self.fills = []
+
+
+IN_CHUNK = 500  # values bound in one IN (...) list, well under SQLite's variable limit
+
+
+def _rows_in(db: Database, sql: str, values: list) -> Iterator[tuple]:
+    """The rows of `sql`, whose `{marks}` is an IN list, for all of `values`: bound
+    IN_CHUNK at a time, since a statement takes only so many parameters."""
+    for i in range(0, len(values), IN_CHUNK):
+        chunk = values[i:i + IN_CHUNK]
+        yield from db.execute(sql.replace("{marks}", ",".join("?" * len(chunk))), chunk)
 
 
 def _fill(db: Database, story_id: int, mention: dict) -> None:
