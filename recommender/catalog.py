@@ -468,7 +468,8 @@ class Catalog:
                 return story_id  # every key already names it (a merge repoints, not drops)
         db.executemany("INSERT INTO aliases VALUES (?, ?) ON CONFLICT DO NOTHING",
                        [(k, story_id) for k in keys])
-        known.named(keys, story_id)
+        # A key found names the kept story now, whose own file it tells; a new story has none.
+        known.named(keys, story_id, known.names[rows[0][0]][1] if rows else 0)
         return story_id
 
     @staticmethod
@@ -789,9 +790,8 @@ class _Resolving:
         """(key, story id, has file) of those of `keys` that name a story."""
         return [(k, *self.names[k]) for k in keys if k in self.names]
 
-    def named(self, keys: list[str], story_id: int) -> None:
+    def named(self, keys: list[str], story_id: int, has_file: int) -> None:
         """`keys` were inserted for `story_id` (a key naming a story already kept it)."""
-        has_file = next((f for s, f in self.names.values() if s == story_id), 0)
         for k in keys:
             self.names.setdefault(k, (story_id, has_file))
 
