@@ -230,12 +230,21 @@ def bulk_load(corpus: Corpus, catalog_location: str | Path, skip: set[int] = fro
 
     counts = ImportCounts()
     batch: list[tuple[Article, str]] = []
+    # Each story's item built once: a story is named in some 20 lists, and building its item
+    # again for each (its URL canonicalised) would be the generator's time, not the catalog's.
+    items: dict[int, Item] = {}
+
+    def item(i: int) -> Item:
+        if i not in items:
+            items[i] = _item(corpus, i)
+        return items[i]
+
     with Catalog(catalog_location) as catalog:
         for i in np.flatnonzero(corpus.has_file):
             i = int(i)
             if i in skip:
                 continue
-            article = Article(_item(corpus, i), [_item(corpus, int(j)) for j in corpus.related[i]],
+            article = Article(item(i), [item(int(j)) for j in corpus.related[i]],
                               path=f"synthetic/{i}.md")
             batch.append((article, hashlib.sha256(str(i).encode()).hexdigest()))
             if len(batch) == BATCH_FILES:

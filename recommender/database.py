@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 # Any number unique to this program: the transaction-scoped advisory lock that makes
 # PostgreSQL writers take turns, as BEGIN IMMEDIATE does in SQLite.
 WRITER_LOCK = 0x52454C41  # "RELA"
+WRITER_CACHE_KB = 64 * 1024  # page cache of a connection that writes (docs/scaling.md)
 
 
 class DatabaseError(RuntimeError):
@@ -97,6 +98,9 @@ class SQLiteDatabase:
             if not readonly:
                 self.conn.execute("PRAGMA journal_mode = WAL")
                 self.conn.execute("PRAGMA synchronous = NORMAL")
+                # An import looks up every related item's URLs in an index that outgrows
+                # SQLite's default 2 MB page cache past some tens of thousands of stories.
+                self.conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KB}")
             self._file = _file_identity(self._path)
         except sqlite3.DatabaseError as exc:
             raise DatabaseError(f"{path}: not a usable catalog ({exc})") from None

@@ -106,6 +106,11 @@ DEFAULT_FEATURES = (
 )
 
 
+# From this many stories a fit compiles the ranker's trees (`compiled_trees`): the compile's
+# seconds are then a small part of scoring every story's candidates, and smaller catalogs
+# (tests, evaluations of the shared corpus) keep LightGBM's own predictor.
+COMPILE_MIN_STORIES = 20_000
+
 
 class RelatedModel(BaseEstimator):
     """Ranks catalog stories as related stories for a catalog story or a new article."""
@@ -119,7 +124,8 @@ class RelatedModel(BaseEstimator):
                  undated_gap_days: float = 365.0, date_vote_days: float = 3.0,
                  batch_budget: int = 20_000_000, n_jobs: int = 1,
                  parallel_min_rows: int = 20_000, verbose: bool = False, random_state: int = 0,
-                 judgement_weight: int = 1, cluster: str | None = None):
+                 judgement_weight: int = 1, cluster: str | None = None,
+                 compile_min_stories: int | None = COMPILE_MIN_STORIES):
         self.n_text = n_text
         self.n_date = n_date
         self.n_graph = n_graph
@@ -143,6 +149,7 @@ class RelatedModel(BaseEstimator):
         self.random_state = random_state
         self.judgement_weight = judgement_weight
         self.cluster = cluster
+        self.compile_min_stories = compile_min_stories
 
     @classmethod
     def from_params(cls, params: dict | None = None) -> RelatedModel:
@@ -190,6 +197,9 @@ class RelatedModel(BaseEstimator):
         self.n_training_positives_ = int((y > 0).sum())
         self.ranker_ = clone(self.ranker if self.ranker is not None else LambdaRanker())
         self.ranker_.fit(X, y, group=group)
+        if (self.compile_min_stories is not None and n >= self.compile_min_stories
+                and hasattr(self.ranker_, "compile")):
+            self.ranker_.compile()
         self.index_ = Index(graph=truth, **parts)
         self.feature_names_ = tuple(self.features)
         return self

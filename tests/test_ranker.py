@@ -85,3 +85,40 @@ def test_train_param_flags_reach_the_manifest(seeds_catalog, tmp_path):
     bad = run_cli("evaluate", "--test-fraction", "1.5", catalog=seeds_catalog)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_compiled_trees_rank_as_lightgbm_wherever_the_model_goes(synthetic_snapshot, tmp_path,
+                                                                  caplog):
+    """A large catalog's model scores with its trees compiled (`compiled_trees`): the same
+    rankings and scores, to the bit, as LightGBM's predictor gives, here, after the model is
+    saved and loaded as an artifact is, in the processes of a parallel rank, and where the
+    code cannot run (another architecture: LightGBM again, with a warning)."""
+    import joblib
+
+    from recommender.model import COMPILE_MIN_STORIES
+
+    params = {"ranker__n_estimators": 60}
+    small = RelatedModel.from_params(params).fit(synthetic_snapshot)
+    assert len(synthetic_snapshot) < COMPILE_MIN_STORIES
+    assert not hasattr(small.ranker_, "compiled_")  # not worth its compile time here
+
+    model = RelatedModel.from_params({**params, "compile_min_stories": 0}).fit(synthetic_snapshot)
+    assert model.ranker_.compiled_.object_code
+    rows = np.arange(len(synthetic_snapshot))
+    expected = small.rank_rows(rows, k=50)  # same data and seed: the same trees, uncompiled
+    assert small.ranker_.model_.booster_.model_to_string() == \
+        model.ranker_.model_.booster_.model_to_string()
+
+    joblib.dump(model, tmp_path / "model.joblib", compress=0)
+    loaded = joblib.load(tmp_path / "model.joblib", mmap_mode="r")
+    assert loaded.ranker_.compiled_._model is None  # the code is loaded on first use
+    parallel = joblib.load(tmp_path / "model.joblib").set_params(n_jobs=2, parallel_min_rows=0)
+    elsewhere = joblib.load(tmp_path / "model.joblib")
+    elsewhere.ranker_.compiled_.triple = "aarch64-unknown-linux-gnu"
+    for ranker in (model, loaded, parallel, elsewhere):
+        got = ranker.rank_rows(rows, k=50)
+        np.testing.assert_array_equal(got.rows, expected.rows)
+        np.testing.assert_array_equal(got.scores, expected.scores)
+    assert loaded.ranker_.compiled_._model  # it did run compiled
+    assert elsewhere.ranker_.compiled_._model is False
+    assert "compiled for aarch64-unknown-linux-gnu" in caplog.text
