@@ -12,6 +12,7 @@ given seed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -232,12 +233,7 @@ def bulk_load(corpus: Corpus, catalog_location: str | Path, skip: set[int] = fro
     batch: list[tuple[Article, str]] = []
     # Each story's item built once: a story is named in some 20 lists, and building its item
     # again for each (its URL canonicalised) would be the generator's time, not the catalog's.
-    items: dict[int, Item] = {}
-
-    def item(i: int) -> Item:
-        if i not in items:
-            items[i] = _item(corpus, i)
-        return items[i]
+    item = functools.cache(functools.partial(_item, corpus))
 
     with Catalog(catalog_location) as catalog:
         for i in np.flatnonzero(corpus.has_file):
